@@ -1,0 +1,1 @@
+"""Entrypoints that wire settings and adapters to the core: pipeline stages, nightly scoring, CLI."""

@@ -1,0 +1,37 @@
+"""The one place a job turns an exception into a one-line reason and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from churn.errors import ChurnError, mapping_for
+
+log = logging.getLogger("churn")
+T = TypeVar("T")
+
+
+def run_job(name: str, body: Callable[[], T], failure_file: Path | None = None) -> T:
+    """Run `body`; on error log one line, write `failure_file` if given, exit non-zero."""
+    try:
+        return body()
+    except ChurnError as err:
+        fail(name, f"{type(err).__name__}: {err.message}", mapping_for(err).exit_code, failure_file)
+    except Exception as err:  # the job boundary: anything else is a bug or an outage
+        log.debug("traceback", exc_info=True)
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        fail(name, reason, mapping_for(err).exit_code, failure_file, exc=err)
+
+
+def fail(name: str, reason: str, code: int, failure_file: Path | None, exc: BaseException | None = None) -> NoReturn:
+    log.error(f"{name} failed: {reason}", extra={"job": name, "exit_code": code}, exc_info=exc is not None and log.isEnabledFor(logging.DEBUG))
+    if failure_file is not None:
+        try:
+            failure_file.parent.mkdir(parents=True, exist_ok=True)
+            failure_file.write_text(reason + "\n")
+        except OSError:
+            log.warning("could not write failure file", extra={"path": str(failure_file)})
+    sys.exit(code)

@@ -1,0 +1,219 @@
+"""The `churn` command line: data, training stages, models; scoring and serving join it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from churn import logs
+from churn.params import Params, load_params
+from churn.settings import Settings
+from churn_jobs.boundary import run_job
+
+log = logging.getLogger("churn")
+
+
+class Context:
+    """Settings and params, built once from the environment and the group's flags."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._params: Params | None = None
+
+    @property
+    def params(self) -> Params:
+        if self._params is None:
+            self._params = load_params(self.settings.params_path)
+        return self._params
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+class LazyGroup(click.Group):
+    """A group whose heavy subcommands (scoring, serving) are imported only when used."""
+
+    lazy = {
+        "score": "churn_jobs.score:score_command",
+        "risk": "churn_jobs.risk:risk_group",
+        "serve": "churn_serve.server:serve_command",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            import importlib
+
+            module_name, attr = self.lazy[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--params", "params_path", type=click.Path(dir_okay=False), envvar="CHURN_PARAMS",
+              help="params.yaml to use (default: the one shipped with the package).")
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default=None, help="Log line format.")
+@click.pass_context
+def cli(ctx: click.Context, params_path: str | None, log_format: str | None) -> None:
+    """Customer-churn prediction: train, score every night, serve in real time."""
+    settings = run_job("settings", lambda: Settings.from_env(params_path=params_path, log_format=log_format))
+    logs.configure(settings.log_format)
+    ctx.obj = Context(settings)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def data() -> None:
+    """Synthetic customers for development, tests and benchmarks."""
+
+
+@data.command("generate")
+@click.option("--customers", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="data/customers.parquet", show_default=True,
+              help="Parquet (.parquet) or CSV (.csv) file to write.")
+@click.option("--to", "to_uri", default=None, help="Load into MongoDB at this URI instead of writing a file.")
+@click.option("--collection", default=None, help="MongoDB collection (default CUSTOMERS_COLLECTION).")
+@click.option("--dirty-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of records given one messy mutation.")
+@click.option("--labelled-share", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Share of customers whose outcome (churned) is known.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True)
+@pass_context
+def generate(ctx: Context, customers: int, seed: int, out: str, to_uri: str | None, collection: str | None,
+             dirty_rate: float, labelled_share: float, chunk_rows: int) -> None:
+    """Write realistic synthetic customers (with their true churn probability)."""
+    from churn import generator
+
+    config = generator.GeneratorConfig(
+        n_customers=customers, seed=seed, chunk_rows=chunk_rows, dirty_rate=dirty_rate, labelled_share=labelled_share
+    )
+
+    def body() -> None:
+        if to_uri:
+            from churn.adapters.mongo import CustomerStore
+            from churn_jobs import clients
+
+            settings = Settings.from_env(mongodb_uri=to_uri)
+            store = CustomerStore(clients.mongo_database(settings), collection or settings.customers_collection)
+            written = store.insert(generator.to_documents(chunk) for chunk in generator.generate(config))
+            log.info("loaded customers into MongoDB", extra={"rows": written, "collection": store.collection.name})
+            return
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = generator.write_csv if path.suffix == ".csv" else generator.write_parquet
+        rows = writer(config, path)
+        log.info("wrote customers", extra={"rows": rows, "path": str(path)})
+
+    run_job("generate", body)
+
+
+# -- training --------------------------------------------------------------------------------
+
+
+@cli.group()
+def stage() -> None:
+    """Run one stage of the DVC training pipeline (dvc.yaml calls these)."""
+
+
+def _stage(name: str) -> Any:
+    @stage.command(name)
+    @click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True,
+                  help="Directory holding data/, models/, metrics/ and plots/.")
+    @click.option("--source", type=click.Path(), default=None,
+                  help="ingest only: Parquet/CSV file or directory (default: MongoDB if MONGODB_URI, else data/customers.parquet).")
+    @pass_context
+    def command(ctx: Context, root: str, source: str | None) -> None:
+        from churn_jobs import stages
+
+        layout = stages.Layout(Path(root))
+        calls = {
+            "ingest": lambda: stages.ingest(ctx.settings, ctx.params, layout, Path(source) if source else None),
+            "validate": lambda: stages.validate_split(ctx.params, layout),
+            "train": lambda: stages.train(ctx.settings, ctx.params, layout),
+            "evaluate": lambda: stages.evaluate(ctx.settings, ctx.params, layout),
+            "promote": lambda: stages.promote(ctx.settings, ctx.params, layout),
+        }
+        run_job(name, calls[name])
+
+    command.__doc__ = f"The {name} stage."
+    return command
+
+
+for _name in ("ingest", "validate", "train", "evaluate", "promote"):
+    _stage(_name)
+
+
+@cli.command("train")
+@click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True)
+@click.option("--source", type=click.Path(), default=None, help="Labelled customers file (default: MongoDB or data/customers.parquet).")
+@pass_context
+def train_command(ctx: Context, root: str, source: str | None) -> None:
+    """Train, evaluate and promote in one process (the SageMaker `train` contract)."""
+    from churn_jobs import train
+    from churn_jobs.sagemaker import OptMl
+
+    opt_ml = OptMl(ctx.settings.opt_ml)
+    failure = opt_ml.failure_file if opt_ml.is_training_job() else None
+    record = run_job(
+        "train",
+        lambda: train.run(ctx.settings, ctx.params, Path(root), Path(source) if source else None),
+        failure_file=failure,
+    )
+    click.echo(json.dumps({k: record[k] for k in ("promote", "reason", "version")}))
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def model() -> None:
+    """The registered model: versions, aliases, rollback."""
+
+
+@model.command("list")
+@pass_context
+def model_list(ctx: Context) -> None:
+    """Versions with their aliases and test metrics."""
+    from churn.adapters.registry import ModelRegistry
+    from churn_jobs import clients
+
+    registry = ModelRegistry(clients.mlflow_client(ctx.settings), ctx.settings.model_name)
+    versions = run_job("model list", registry.versions)
+    click.echo(f"{'version':>7}  {'aliases':<20} {'verdict':<9} {'test f1':>8} {'roc auc':>8} {'brier':>7}  run")
+    for v in versions:
+        m = v.metrics
+        click.echo(
+            f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {v.tags.get('verdict', '-'):<9} "
+            f"{m.get('test.f1', float('nan')):>8.4f} {m.get('test.roc_auc', float('nan')):>8.4f} "
+            f"{m.get('test.brier', float('nan')):>7.4f}  {v.run_id}"
+        )
+
+
+@model.command("rollback")
+@pass_context
+def model_rollback(ctx: Context) -> None:
+    """Move `production` back to the previous production version."""
+    from churn.adapters.registry import ModelRegistry
+    from churn_jobs import clients
+
+    registry = ModelRegistry(clients.mlflow_client(ctx.settings), ctx.settings.model_name)
+    before, after = run_job("model rollback", registry.rollback)
+    click.echo(f"production: version {before} -> version {after}")
+
+
+def main() -> None:
+    cli(prog_name="churn")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

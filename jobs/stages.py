@@ -1,0 +1,247 @@
+"""The training pipeline's stages (ingest -> validate -> train -> evaluate -> promote).
+
+Each stage reads the previous one's files and writes its own, so DVC can skip what did
+not change; `run_all` chains them in one process for `train` (SageMaker, Kubernetes).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from churn import files, training
+from churn.adapters import model_format
+from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry
+from churn.adapters.tracking import Tracking
+from churn.errors import ConfigError, ModelNotFound, TooManyRejects
+from churn.model import to_frame
+from churn.params import Params
+from churn.promotion import Rule, decide
+from churn.settings import Settings
+from churn.validation import describe, to_table, validate
+from churn_jobs import clients
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each stage reads and writes, relative to one root (the repo, or a temp dir)."""
+
+    root: Path
+
+    @property
+    def source(self) -> Path:
+        return self.root / "data" / "customers.parquet"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.root / "data" / "snapshot"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "data" / "split"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "models" / "challenger"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+
+def ingest(settings: Settings, params: Params, layout: Layout, source: Path | None = None) -> dict[str, Any]:
+    """Read labelled customers (MongoDB if configured, else a file), validate, snapshot."""
+    schema = params.schema
+    if settings.mongodb_uri and source is None:
+        from churn.adapters.mongo import CustomerStore
+
+        store = CustomerStore(clients.mongo_database(settings), settings.customers_collection)
+        fields = [schema.id_field, *schema.feature_names, schema.label_field]
+        query = {schema.label_field: {"$exists": True, "$ne": None}}
+        tables = [to_table(batch, schema) for batch in store.batches(query, fields)]
+        if not tables:
+            raise ConfigError(f"no labelled customers in {settings.mongodb_database}.{settings.customers_collection}")
+        raw = pa.concat_tables(tables, promote_options="permissive")
+        origin = f"mongodb:{settings.mongodb_database}.{settings.customers_collection}"
+    else:
+        path = source or layout.source
+        raw = files.read_table(path)
+        if schema.label_field in raw.column_names:
+            raw = raw.filter(pc.is_valid(raw.column(schema.label_field)))
+        origin = str(path)
+    result = validate(raw, schema, require_label=True)
+    files.write_parquet(result.clean, layout.snapshot / "clean.parquet")
+    files.write_parquet(result.rejected, layout.snapshot / "rejects.parquet")
+    summary = {
+        "source": origin,
+        "rows": raw.num_rows,
+        "clean": result.clean.num_rows,
+        "rejected": result.rejected.num_rows,
+        "data_hash": files.sha256_file(layout.snapshot / "clean.parquet"),
+    }
+    files.write_json(summary, layout.snapshot / "snapshot.json")
+    log.info("ingested customers", extra=summary)
+    if result.rejected.num_rows:
+        log.warning("rejected customers", extra={"first": describe(result.rejected)})
+    return summary
+
+
+def validate_split(params: Params, layout: Layout) -> dict[str, Any]:
+    """Quality gates on the snapshot, then the stratified train/validation/test split."""
+    snapshot = files.read_json(layout.snapshot / "snapshot.json")
+    limit = float(params.section("scoring").get("max_reject_share", 0.05))
+    share = snapshot["rejected"] / max(snapshot["rows"], 1)
+    if share > limit:
+        raise TooManyRejects(f"{share:.1%} of labelled customers were rejected (limit {limit:.1%})")
+    clean = files.read_table(layout.snapshot / "clean.parquet")
+    own_valid = layout.snapshot / "valid_clean.parquet"
+    splits = training.split(clean, params, files.read_table(own_valid) if own_valid.exists() else None)
+    for name in ("train", "valid", "test"):
+        files.write_parquet(getattr(splits, name), layout.split / f"{name}.parquet")
+    label = params.schema.label_field
+    summary = {
+        "rows": clean.num_rows,
+        "reject_share": share,
+        "train_rows": splits.train.num_rows,
+        "valid_rows": splits.valid.num_rows,
+        "test_rows": splits.test.num_rows,
+        "churn_rate": pc.mean(pc.cast(clean.column(label), pa.float64())).as_py(),
+    }
+    files.write_json(summary, layout.metrics / "validation.json")
+    return summary
+
+
+def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
+    """Fit the model, save it in MLflow format, start its MLflow run."""
+    train_table = files.read_table(layout.split / "train.parquet")
+    valid_table = files.read_table(layout.split / "valid.parquet")
+    outcome = training.train(params, train_table, valid_table)
+    snapshot = files.read_json(layout.snapshot / "snapshot.json")
+    if layout.model.exists():
+        import shutil
+
+        shutil.rmtree(layout.model)
+    extra = {
+        "reference_profile": outcome.reference_profile,
+        "data_hash": snapshot["data_hash"],
+        "git_commit": git_commit(),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    model_format.save(outcome.model, layout.model, to_frame(valid_table, params.schema), extra)
+    tracking = Tracking(clients.mlflow_client(settings), artifact_location=settings.artifact_location)
+    run_id = tracking.start(
+        "train", tags={"git_commit": extra["git_commit"], "data_hash": snapshot["data_hash"], "source": snapshot["source"]}
+    )
+    tracking.log(
+        run_id,
+        params={**params.raw.get("model", {}), "calibration": params.section("calibration"), "split": params.section("split")},
+        metrics={"valid": outcome.valid_metrics, "train_seconds": outcome.seconds, "trees": outcome.model.best_iteration},
+    )
+    summary = {
+        "run_id": run_id,
+        "seconds": outcome.seconds,
+        "trees": outcome.model.best_iteration,
+        "threshold": outcome.model.threshold,
+        "valid": outcome.valid_metrics,
+        "importance": outcome.importance,
+    }
+    files.write_json(summary, layout.metrics / "train.json")
+    return summary
+
+
+def evaluate(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
+    """Test-split metrics and plots for the challenger, logged to its run."""
+    from churn import evaluation
+    from churn.model import labels
+
+    loaded = model_format.load(layout.model)
+    test_table = files.read_table(layout.split / "test.parquet")
+    result, probability, uncalibrated = training.evaluate(loaded.trained, test_table)
+    trained = files.read_json(layout.metrics / "train.json")
+    evaluation.write_plots(
+        layout.plots, labels(test_table, params.schema), probability, loaded.trained.threshold,
+        trained["importance"], uncalibrated,
+    )
+    files.write_json(result, layout.metrics / "test.json")
+    tracking = Tracking(clients.mlflow_client(settings), artifact_location=settings.artifact_location)
+    tracking.log(trained["run_id"], metrics={"test": result})
+    tracking.artifacts(trained["run_id"], layout.plots, "plots")
+    tracking.artifacts(trained["run_id"], layout.metrics / "test.json", "metrics")
+    return result
+
+
+def promote(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
+    """Register the challenger; move `staging` and `production` to it only if it wins."""
+    client = clients.mlflow_client(settings)
+    tracking = Tracking(client, artifact_location=settings.artifact_location)
+    registry = ModelRegistry(client, settings.model_name)
+    trained = files.read_json(layout.metrics / "train.json")
+    challenger = files.read_json(layout.metrics / "test.json")
+    test_table = files.read_table(layout.split / "test.parquet")
+    champion_metrics, champion_version, note = None, None, ""
+    try:
+        champion = registry.load(PRODUCTION)
+        champion_version = champion.version
+        champion_metrics, _, _ = training.evaluate(champion.trained, test_table)
+    except ModelNotFound:
+        note = "no production model"
+    except (KeyError, ValueError) as err:
+        note = f"production model v{champion_version} cannot score this test set: {err}"
+        log.warning("champion cannot be evaluated", extra={"reason": note})
+    decision = decide(challenger, champion_metrics, Rule.from_params(params.section("promotion")))
+    run_id = trained["run_id"]
+    tracking.artifacts(run_id, layout.model, "model")
+    version = registry.register(run_id, "model", tags={"verdict": "promoted" if decision.promote else "rejected"})
+    if decision.promote:
+        registry.set_alias(STAGING, version)
+        registry.set_alias(PRODUCTION, version)
+    record = {
+        **decision.to_dict(),
+        "version": version,
+        "champion_version": champion_version,
+        "note": note,
+        "champion_metrics": champion_metrics,
+    }
+    tracking.log(run_id, tags={
+        "promotion.verdict": "promoted" if decision.promote else "rejected",
+        "promotion.reason": decision.reason,
+        "promotion.challenger": decision.challenger,
+        "promotion.champion": decision.champion,
+        "promotion.champion_version": champion_version,
+    })
+    tracking.finish(run_id)
+    files.write_json(record, layout.metrics / "promotion.json")
+    log.info("promotion decided", extra={"promote": decision.promote, "reason": decision.reason, "version": version})
+    return record
+
+
+def run_all(settings: Settings, params: Params, layout: Layout, source: Path | None = None) -> dict[str, Any]:
+    """Every stage in order, in this process."""
+    ingest(settings, params, layout, source)
+    validate_split(params, layout)
+    train(settings, params, layout)
+    evaluate(settings, params, layout)
+    return promote(settings, params, layout)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        import os
+
+        return os.environ.get("GIT_COMMIT", "unknown")

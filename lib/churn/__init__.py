@@ -1,0 +1,1 @@
+"""Customer-churn prediction: the core package (schema, model, scoring, adapters)."""

@@ -1,0 +1,106 @@
+"""Test-split metrics and plots: what a model is judged and promoted on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, Any]:
+    """F1, precision, recall (at the threshold), ROC-AUC, PR-AUC, Brier and the confusion matrix."""
+    predicted = (probability >= threshold).astype(np.int8)
+    tn, fp, fn, tp = confusion_matrix(y_true, predicted, labels=[0, 1]).ravel()
+    both_classes = len(np.unique(y_true)) == 2
+    return {
+        "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "precision": float(precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(recall_score(y_true, predicted, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y_true, probability)) if both_classes else float("nan"),
+        "pr_auc": float(average_precision_score(y_true, probability)) if both_classes else float("nan"),
+        "brier": float(brier_score_loss(y_true, probability)),
+        "threshold": float(threshold),
+        "rows": int(y_true.size),
+        "positive_rate": float(np.mean(y_true)) if y_true.size else 0.0,
+        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }
+
+
+def write_plots(
+    out_dir: Path,
+    y_true: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    importance: dict[str, float],
+    uncalibrated: np.ndarray | None = None,
+) -> list[Path]:
+    """ROC, PR, calibration, confusion-matrix and feature-importance PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in jobs and containers
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def save(fig: Any, name: str) -> None:
+        path = out_dir / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+
+    fpr, tpr, _ = roc_curve(y_true, probability)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y_true, probability):.3f}")
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC")
+    ax.legend()
+    save(fig, "roc.png")
+
+    precision, recall, _ = precision_recall_curve(y_true, probability)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(recall, precision, label=f"AP {average_precision_score(y_true, probability):.3f}")
+    ax.set(xlabel="Recall", ylabel="Precision", title="Precision-recall")
+    ax.legend()
+    save(fig, "pr.png")
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, values in (("calibrated", probability), ("uncalibrated", uncalibrated)):
+        if values is None:
+            continue
+        frac, mean = calibration_curve(y_true, values, n_bins=10, strategy="quantile")
+        ax.plot(mean, frac, marker="o", label=label)
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="Mean predicted probability", ylabel="Observed churn rate", title="Calibration")
+    ax.legend()
+    save(fig, "calibration.png")
+
+    matrix = confusion_matrix(y_true, (probability >= threshold).astype(int), labels=[0, 1])
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["stay", "churn"], yticklabels=["stay", "churn"],
+           xlabel="Predicted", ylabel="Actual", title=f"Confusion @ {threshold:.2f}")
+    save(fig, "confusion_matrix.png")
+
+    names = sorted(importance, key=importance.__getitem__)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.barh(names, [importance[n] for n in names])
+    ax.set(xlabel="Total gain", title="Feature importance")
+    save(fig, "feature_importance.png")
+    return paths

@@ -1,0 +1,104 @@
+"""Reference profiles of features and scores, and the population stability index (PSI).
+
+A profile is saved with each model at training time; the nightly job compares each run
+against it, so drift is measured against what the model actually learned from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from churn.schema import Schema
+
+_EPS = 1e-4  # keeps empty bins from making PSI infinite
+SCORE_EDGES = [i / 10 for i in range(11)]
+
+
+def _numeric_edges(values: np.ndarray, bins: int) -> list[float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return []
+    inner = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+    return [float(v) for v in inner]
+
+
+def _shares_numeric(values: np.ndarray, edges: list[float]) -> list[float]:
+    """Shares per bin; the last bin counts missing values."""
+    missing = ~np.isfinite(values)
+    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
+    total = max(values.size, 1)
+    return [float(c) / total for c in counts] + [float(missing.sum()) / total]
+
+
+def _shares_codes(codes: np.ndarray, n_values: int) -> list[float]:
+    valid = codes[np.isfinite(codes)].astype(np.int64)
+    counts = np.bincount(valid, minlength=n_values)
+    total = max(codes.size, 1)
+    return [float(c) / total for c in counts]
+
+
+def build_profile(schema: Schema, features: dict[str, np.ndarray], scores: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """A JSON-able profile: per-feature bin edges and shares, and score shares."""
+    profile: dict[str, Any] = {"features": {}, "score": {"edges": SCORE_EDGES[1:-1]}}
+    for spec in schema.features:
+        values = features[spec.name]
+        if spec.is_numeric:
+            edges = _numeric_edges(values, bins)
+            profile["features"][spec.name] = {"edges": edges, "shares": _shares_numeric(values, edges)}
+        else:
+            profile["features"][spec.name] = {"values": list(spec.values), "shares": _shares_codes(values, len(spec.values))}
+    profile["score"]["shares"] = _shares_numeric(scores, profile["score"]["edges"])[:-1]
+    return profile
+
+
+class ProfileCounter:
+    """Accumulates bin counts chunk by chunk, so memory does not grow with rows."""
+
+    def __init__(self, schema: Schema, profile: dict[str, Any]) -> None:
+        self.schema = schema
+        self.profile = profile
+        self.counts: dict[str, np.ndarray] = {}
+        for spec in schema.features:
+            ref = profile["features"][spec.name]
+            size = len(ref["edges"]) + 2 if spec.is_numeric else len(ref["values"])
+            self.counts[spec.name] = np.zeros(size)
+        self.score_counts = np.zeros(len(profile["score"]["edges"]) + 1)
+        self.rows = 0
+
+    def add(self, features: dict[str, np.ndarray], scores: np.ndarray) -> None:
+        for spec in self.schema.features:
+            values = features[spec.name]
+            ref = self.profile["features"][spec.name]
+            if spec.is_numeric:
+                missing = ~np.isfinite(values)
+                idx = np.searchsorted(ref["edges"], values[~missing], side="right")
+                counts = np.bincount(idx, minlength=len(ref["edges"]) + 1)
+                self.counts[spec.name][:-1] += counts
+                self.counts[spec.name][-1] += missing.sum()
+            else:
+                valid = values[np.isfinite(values)].astype(np.int64)
+                self.counts[spec.name] += np.bincount(valid, minlength=len(ref["values"]))
+        idx = np.searchsorted(self.profile["score"]["edges"], scores, side="right")
+        self.score_counts += np.bincount(idx, minlength=self.score_counts.size)
+        self.rows += scores.size
+
+    def psi(self) -> tuple[dict[str, float], float]:
+        """PSI of each feature and of the score against the reference."""
+        out = {}
+        for spec in self.schema.features:
+            out[spec.name] = psi(self.profile["features"][spec.name]["shares"], self.counts[spec.name])
+        return out, psi(self.profile["score"]["shares"], self.score_counts)
+
+
+def psi(expected_shares: list[float], actual_counts: np.ndarray) -> float:
+    """Population stability index: sum((a - e) * ln(a / e)) over bins."""
+    expected = np.asarray(expected_shares, dtype=np.float64)
+    total = actual_counts.sum()
+    if total == 0:
+        return 0.0
+    actual = actual_counts / total
+    e = np.clip(expected, _EPS, None)
+    a = np.clip(actual, _EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))

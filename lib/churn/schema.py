@@ -1,0 +1,123 @@
+"""The feature schema: names, types, bounds and allowed values, read from params.yaml.
+
+Nothing here knows the nine seed fields: a user points the system at other columns by
+editing `schema:` in params.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from churn.errors import ConfigError
+
+FieldType = Literal["int", "float", "category"]
+_TYPES = ("int", "float", "category")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One input feature and the rules a value must satisfy."""
+
+    name: str
+    type: FieldType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    values: tuple[str, ...] = ()
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type != "category"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}
+        if self.is_numeric:
+            out.update({"min": self.min, "max": self.max})
+        else:
+            out["values"] = list(self.values)
+        return out
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The id, label and status fields plus the ordered features."""
+
+    features: tuple[FeatureSpec, ...]
+    id_field: str = "customer_id"
+    label_field: str = "churned"
+    status_field: str = "status"
+    active_status: str = "active"
+    revenue_field: str | None = None
+    by_name: dict[str, FeatureSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {f.name: f for f in self.features})
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> list[FeatureSpec]:
+        return [f for f in self.features if f.is_numeric]
+
+    @property
+    def categorical(self) -> list[FeatureSpec]:
+        return [f for f in self.features if not f.is_numeric]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Schema:
+        """Build and check a schema from the `schema:` mapping of params.yaml."""
+        if not isinstance(raw, dict) or not raw.get("features"):
+            raise ConfigError("schema.features must be a non-empty list")
+        specs = []
+        for i, item in enumerate(raw["features"]):
+            where = f"schema.features[{i}]"
+            if not isinstance(item, dict) or "name" not in item:
+                raise ConfigError(f"{where} needs a name")
+            ftype = item.get("type")
+            if ftype not in _TYPES:
+                raise ConfigError(f"{where}.type={ftype!r} is not one of {_TYPES}")
+            values = tuple(str(v) for v in item.get("values", ()))
+            if ftype == "category" and not values:
+                raise ConfigError(f"{where} ({item['name']}) is a category with no values")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{where} ({item['name']}) repeats a value")
+            lo, hi = item.get("min"), item.get("max")
+            if lo is not None and hi is not None and float(lo) > float(hi):
+                raise ConfigError(f"{where} ({item['name']}) has min > max")
+            specs.append(
+                FeatureSpec(
+                    name=str(item["name"]),
+                    type=ftype,
+                    nullable=bool(item.get("nullable", False)),
+                    min=None if lo is None else float(lo),
+                    max=None if hi is None else float(hi),
+                    values=values,
+                )
+            )
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError("schema.features repeats a name")
+        schema = cls(
+            features=tuple(specs),
+            id_field=str(raw.get("id_field", "customer_id")),
+            label_field=str(raw.get("label_field", "churned")),
+            status_field=str(raw.get("status_field", "status")),
+            active_status=str(raw.get("active_status", "active")),
+            revenue_field=raw.get("revenue_field"),
+        )
+        if schema.revenue_field is not None and schema.revenue_field not in schema.by_name:
+            raise ConfigError(f"schema.revenue_field={schema.revenue_field!r} is not a feature")
+        return schema
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id_field": self.id_field,
+            "label_field": self.label_field,
+            "status_field": self.status_field,
+            "active_status": self.active_status,
+            "revenue_field": self.revenue_field,
+            "features": [f.to_dict() for f in self.features],
+        }

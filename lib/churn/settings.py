@@ -1,0 +1,157 @@
+"""Where things are: every environment variable this system reads, in one place.
+
+`Settings.from_env` is called once in each entrypoint's `main()`; CLI flags override it.
+With nothing set, everything runs on one laptop: local Parquet files, MLflow in SQLite,
+metrics in a Prometheus text file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+from churn.errors import ConfigError
+
+# name in the environment -> Settings attribute
+ENV = {
+    "CHURN_PARAMS": "params_path",
+    "CHURN_DATA_DIR": "data_dir",
+    "MONGODB_URI": "mongodb_uri",
+    "MONGODB_DATABASE": "mongodb_database",
+    "CUSTOMERS_COLLECTION": "customers_collection",
+    "RISK_COLLECTION": "risk_collection",
+    "QUARANTINE_COLLECTION": "quarantine_collection",
+    "MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
+    "CHURN_MODEL_NAME": "model_name",
+    "CHURN_MODEL_URI": "model_uri",
+    "RISK_TABLE_URI": "risk_table_uri",
+    "AWS_ENDPOINT_URL_S3": "s3_endpoint_url",
+    "AWS_REGION": "aws_region",
+    "PUSHGATEWAY_URL": "pushgateway_url",
+    "METRICS_TEXTFILE": "metrics_textfile",
+    "SCORE_SHARD_COUNT": "shard_count",
+    "JOB_COMPLETION_INDEX": "shard_index",
+    "LOG_FORMAT": "log_format",
+    "SAGEMAKER_BASE_DIR": "sagemaker_base_dir",
+    "SAGEMAKER_BIND_TO_PORT": "port",
+    "SAGEMAKER_MODEL_SERVER_WORKERS": "workers",
+    "SAGEMAKER_MODEL_SERVER_TIMEOUT": "timeout",
+    "MODEL_POLL_SECONDS": "model_poll_seconds",
+    "CHURN_THREADS": "threads",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    params_path: str | None = None
+    data_dir: str = "data"
+    mongodb_uri: str | None = None
+    mongodb_database: str = "churn"
+    customers_collection: str = "customers"
+    risk_collection: str = "churn_risk"
+    quarantine_collection: str = "churn_quarantine"
+    mlflow_tracking_uri: str | None = None
+    model_name: str = "churn"
+    model_uri: str | None = None
+    risk_table_uri: str | None = None
+    s3_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    pushgateway_url: str | None = None
+    metrics_textfile: str | None = None
+    shard_count: int = 1
+    shard_index: int = 0
+    log_format: str = "auto"
+    sagemaker_base_dir: str = "/opt/ml"
+    port: int = 8080
+    workers: int = 0  # 0: one per core
+    timeout: int = 60
+    model_poll_seconds: float = 30.0
+    threads: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read the environment, apply non-None overrides (CLI flags), check every value."""
+        env = os.environ if env is None else env
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for var, attr in ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[attr] = _cast(var, raw, types[attr])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.shard_count < 1:
+            raise ConfigError(f"SCORE_SHARD_COUNT={self.shard_count} must be >= 1")
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ConfigError(f"JOB_COMPLETION_INDEX={self.shard_index} must be in [0, {self.shard_count})")
+        if self.mongodb_uri and urlparse(self.mongodb_uri).scheme not in ("mongodb", "mongodb+srv"):
+            raise ConfigError(f"MONGODB_URI={_redact(self.mongodb_uri)!r} must start with mongodb:// or mongodb+srv://")
+        if self.pushgateway_url and urlparse(self.pushgateway_url).scheme not in ("http", "https"):
+            raise ConfigError(f"PUSHGATEWAY_URL={self.pushgateway_url!r} must be an http(s) URL")
+        if self.log_format not in ("auto", "json", "text"):
+            raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be auto, json or text")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"SAGEMAKER_BIND_TO_PORT={self.port} is not a port")
+        if self.timeout < 1 or self.workers < 0 or self.threads < 1:
+            raise ConfigError("timeout, workers and threads must be positive")
+        if self.model_poll_seconds < 0:
+            raise ConfigError(f"MODEL_POLL_SECONDS={self.model_poll_seconds} must be >= 0")
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    # -- derived locations, each with a laptop default -------------------------------------
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """For a SQLite store, artifacts live beside the database rather than in the cwd."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return str(Path(self.tracking_uri[len("sqlite:///"):]).parent / "mlartifacts")
+        return None
+
+    @property
+    def risk_uri(self) -> str:
+        return self.risk_table_uri or str(Path(self.data_dir, "risk").resolve())
+
+    @property
+    def textfile(self) -> str:
+        return self.metrics_textfile or str(Path(self.data_dir, "metrics", "churn_scoring.prom").resolve())
+
+    @property
+    def registry_model_uri(self) -> str:
+        return self.model_uri or f"models:/{self.model_name}@production"
+
+    @property
+    def opt_ml(self) -> Path:
+        return Path(self.sagemaker_base_dir)
+
+
+def _cast(var: str, raw: str, kind: Any) -> Any:
+    text = raw.strip()
+    target = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if target.startswith("int"):
+            return int(text)
+        if target.startswith("float"):
+            return float(text)
+    except ValueError as err:
+        raise ConfigError(f"{var}={raw!r} is not a valid {target.split(' ')[0]}") from err
+    return text
+
+
+def _redact(uri: str) -> str:
+    parsed = urlparse(uri)
+    if parsed.password:
+        return uri.replace(parsed.password, "***")
+    return uri
