@@ -249,6 +249,10 @@ def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Arra
     if missed.any():
         # Exact match failed for some: retry those ignoring case and surrounding spaces.
         folded = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+        if "Yes" in spec.values and "No" in spec.values:
+            # "True"/"False" exported from a boolean column mean Yes/No unambiguously.
+            folded = pc.replace_substring_regex(folded, "^true$", "yes")
+            folded = pc.replace_substring_regex(folded, "^false$", "no")
         retry = pc.index_in(folded, value_set=pc.utf8_lower(allowed))
         index = pc.coalesce(index, retry)
         blank = _np(pc.fill_null(pc.equal(folded, ""), False))
