@@ -101,4 +101,5 @@ def load(path: str | Path, n_threads: int = 2, **origin: str) -> LoadedModel:
         calibration=str(metadata.get("calibration", "none")),
     )
     compiled = CompiledModel.from_trained(trained, n_threads=n_threads)
-    return LoadedModel(trained=trained, compiled=compiled, metadata=metadata, source=str(path), **origin)
+    origin.setdefault("source", str(path))
+    return LoadedModel(trained=trained, compiled=compiled, metadata=metadata, **origin)

@@ -1,0 +1,116 @@
+"""Champion/challenger against a real MLflow tracking server and registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from churn import files, generator
+from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry
+from churn.params import Params
+from churn.settings import Settings
+from churn_jobs import clients, stages
+
+
+@pytest.fixture(scope="module")
+def labelled() -> pa.Table:
+    return pa.concat_tables(generator.generate(generator.GeneratorConfig(n_customers=4_000, seed=11)))
+
+
+def shuffled(table: pa.Table, seed: int) -> pa.Table:
+    """The same customers with their labels permuted: a model trained on it learns nothing."""
+    labels = np.asarray(table.column("churned").to_pylist())
+    permuted = np.random.default_rng(seed).permutation(labels)
+    return table.set_column(table.column_names.index("churned"), "churned", pa.array(permuted))
+
+
+def run_pipeline(root: Path, settings: Settings, params: Params, table: pa.Table, shuffle: int | None = None) -> dict:
+    """All stages; with `shuffle`, the train and validation labels (never the test labels) are permuted."""
+    layout = stages.Layout(root)
+    files.write_parquet(table, layout.source)
+    stages.ingest(settings, params, layout)
+    stages.validate_split(params, layout)
+    if shuffle is not None:
+        for name in ("train", "valid"):
+            path = layout.split / f"{name}.parquet"
+            files.write_parquet(shuffled(files.read_table(path), shuffle), path)
+    stages.train(settings, params, layout)
+    stages.evaluate(settings, params, layout)
+    return stages.promote(settings, params, layout)
+
+
+@pytest.fixture
+def settings(mlflow_uri: str, unique_name: str) -> Settings:
+    return Settings.from_env({}, mlflow_tracking_uri=mlflow_uri, model_name=unique_name)
+
+
+def test_first_model_is_promoted_to_staging_and_production(tmp_path, settings, params, labelled):
+    record = run_pipeline(tmp_path, settings, params, labelled)
+
+    assert record["promote"] is True and record["reason"] == "no production model yet"
+    registry = ModelRegistry(clients.mlflow_client(settings), settings.model_name)
+    assert registry.version_for(PRODUCTION).version == record["version"]
+    assert registry.version_for(STAGING).version == record["version"]
+    assert files.read_json(tmp_path / "metrics" / "promotion.json")["version"] == record["version"]
+
+
+def test_worse_challenger_is_never_promoted_and_better_one_is(tmp_path, settings, params, labelled):
+    registry = ModelRegistry(clients.mlflow_client(settings), settings.model_name)
+    good = run_pipeline(tmp_path / "good", settings, params, labelled)
+    assert good["promote"] is True
+
+    worse = run_pipeline(tmp_path / "worse", settings, params, labelled, shuffle=1)
+
+    assert worse["promote"] is False
+    assert worse["champion_version"] == good["version"]
+    assert worse["challenger"] < worse["champion"]
+    assert registry.version_for(PRODUCTION).version == good["version"]
+    rejected = [v for v in registry.versions() if v.version == worse["version"]][0]
+    assert rejected.tags["verdict"] == "rejected"
+    run = clients.mlflow_client(settings).get_run(rejected.run_id)
+    assert run.data.tags["promotion.verdict"] == "rejected"
+
+
+def test_better_challenger_replaces_a_weak_champion(tmp_path, settings, params, labelled):
+    weak = run_pipeline(tmp_path / "weak", settings, params, labelled, shuffle=2)
+    assert weak["promote"] is True  # the first model always is
+
+    better = run_pipeline(tmp_path / "better", settings, params, labelled)
+
+    assert better["promote"] is True
+    assert better["champion_version"] == weak["version"]
+    assert better["challenger"] > better["champion"]
+    registry = ModelRegistry(clients.mlflow_client(settings), settings.model_name)
+    assert registry.version_for(PRODUCTION).version == better["version"]
+
+
+def test_rollback_restores_the_previous_production_version(tmp_path, settings, params, labelled):
+    registry = ModelRegistry(clients.mlflow_client(settings), settings.model_name)
+    first = run_pipeline(tmp_path / "a", settings, params, labelled, shuffle=3)
+    second = run_pipeline(tmp_path / "b", settings, params, labelled)
+    assert registry.version_for(PRODUCTION).version == second["version"]
+
+    before, after = registry.rollback()
+
+    assert (before, after) == (second["version"], first["version"])
+    assert registry.version_for(PRODUCTION).version == first["version"]
+    loaded = registry.load(PRODUCTION)
+    assert loaded.version == first["version"]
+
+
+def test_registered_versions_carry_metrics_params_and_lineage(tmp_path, settings, params, labelled):
+    record = run_pipeline(tmp_path, settings, params, labelled)
+    client = clients.mlflow_client(settings)
+    version = [v for v in ModelRegistry(client, settings.model_name).versions() if v.version == record["version"]][0]
+    run = client.get_run(version.run_id)
+
+    assert {"test.f1", "test.roc_auc", "test.brier", "valid.f1", "trees"} <= set(run.data.metrics)
+    assert run.data.params["hyperparameters.n_estimators"] == "60"
+    assert len(run.data.tags["data_hash"]) == 64 and run.data.tags["git_commit"]
+    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+    assert {"model", "plots", "metrics"} <= artifacts
+    plots = {Path(a.path).name for a in client.list_artifacts(version.run_id, "plots")}
+    assert {"roc.png", "pr.png", "calibration.png", "confusion_matrix.png", "feature_importance.png"} <= plots
