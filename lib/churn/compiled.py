@@ -8,7 +8,8 @@ Tests prove the result equals `Pipeline.predict_proba` to 1e-9.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,10 @@ from sklearn.calibration import CalibratedClassifierCV
 
 from churn.model import TrainedModel
 from churn.schema import Schema
+from churn.treeshap import TreeShap, Unsupported
+
+# Below this many rows LightGBM's own pred_contrib is quicker than building the tables once.
+FAST_CONTRIB_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class CompiledModel:
     threshold: float
     encoded_names: tuple[str, ...]
     n_threads: int = 2
+    # The TreeSHAP tables, built on first use by a batch of contributions (see treeshap.py).
+    _explainer: dict[str, TreeShap | None] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_trained(cls, model: TrainedModel, n_threads: int = 2) -> CompiledModel:
@@ -112,10 +120,27 @@ class CompiledModel:
         return self.calibrator(self.margin(x))
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
-        """Exact TreeSHAP contributions to the raw margin: one column per feature, then the bias."""
+        """Exact TreeSHAP contributions to the raw margin: one column per feature, then the bias.
+
+        Equal to LightGBM's `pred_contrib` (tested); large batches use the tabulated TreeShap,
+        which is about 50x faster, small ones and unsupported models use `pred_contrib`.
+        """
+        explainer = self.explainer() if x.shape[0] >= FAST_CONTRIB_ROWS else None
+        if explainer is not None:
+            return explainer.contributions(x)
         return np.asarray(
             self.booster.predict(x, pred_contrib=True, num_iteration=self.best_iteration, num_threads=self.n_threads)
         )
+
+    def explainer(self) -> TreeShap | None:
+        """The TreeSHAP tables (built once, a few seconds), or None when the model is not supported."""
+        with self._lock:
+            if "tables" not in self._explainer:
+                try:
+                    self._explainer["tables"] = TreeShap(self.booster, self.best_iteration, self.n_threads)
+                except Unsupported:
+                    self._explainer["tables"] = None
+            return self._explainer["tables"]
 
     def top_reasons(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices (into feature_order) and signed contributions of the k largest |contributions|."""
