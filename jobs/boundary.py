@@ -27,7 +27,8 @@ def run_job(name: str, body: Callable[[], T], failure_file: Path | None = None) 
 
 
 def fail(name: str, reason: str, code: int, failure_file: Path | None, exc: BaseException | None = None) -> NoReturn:
-    log.error(f"{name} failed: {reason}", extra={"job": name, "exit_code": code}, exc_info=exc is not None and log.isEnabledFor(logging.DEBUG))
+    with_trace = exc is not None and log.isEnabledFor(logging.DEBUG)
+    log.error(f"{name} failed: {reason}", extra={"job": name, "exit_code": code}, exc_info=with_trace)
     if failure_file is not None:
         try:
             failure_file.parent.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
-
 from churn import logs
 from churn.params import Params, load_params
 from churn.settings import Settings
@@ -52,7 +50,8 @@ class LazyGroup(click.Group):
             import importlib
 
             module_name, attr = self.lazy[cmd_name].split(":")
-            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+            command: click.Command = getattr(importlib.import_module(module_name), attr)
+            return command
         return super().get_command(ctx, cmd_name)
 
 
@@ -130,7 +129,8 @@ def _stage(name: str) -> Any:
     @click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True,
                   help="Directory holding data/, models/, metrics/ and plots/.")
     @click.option("--source", type=click.Path(), default=None,
-                  help="ingest only: Parquet/CSV file or directory (default: MongoDB if MONGODB_URI, else data/customers.parquet).")
+                  help="ingest only: Parquet/CSV file or directory "
+                  "(default: MongoDB if MONGODB_URI, else data/customers.parquet).")
     @pass_context
     def command(ctx: Context, root: str, source: str | None) -> None:
         from churn_jobs import stages
@@ -155,7 +155,8 @@ for _name in ("ingest", "validate", "train", "evaluate", "promote"):
 
 @cli.command("train")
 @click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True)
-@click.option("--source", type=click.Path(), default=None, help="Labelled customers file (default: MongoDB or data/customers.parquet).")
+@click.option("--source", type=click.Path(), default=None,
+              help="Labelled customers file (default: MongoDB or data/customers.parquet).")
 @pass_context
 def train_command(ctx: Context, root: str, source: str | None) -> None:
     """Train, evaluate and promote in one process (the SageMaker `train` contract)."""
@@ -216,4 +217,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

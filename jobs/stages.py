@@ -15,7 +15,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from churn import files, training
 from churn.adapters import model_format
 from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry
@@ -142,14 +141,19 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
     }
     model_format.save(outcome.model, layout.model, to_frame(valid_table, params.schema), extra)
     tracking = Tracking(clients.mlflow_client(settings), artifact_location=settings.artifact_location)
-    run_id = tracking.start(
-        "train", tags={"git_commit": extra["git_commit"], "data_hash": snapshot["data_hash"], "source": snapshot["source"]}
-    )
-    tracking.log(
-        run_id,
-        params={**params.raw.get("model", {}), "calibration": params.section("calibration"), "split": params.section("split")},
-        metrics={"valid": outcome.valid_metrics, "train_seconds": outcome.seconds, "trees": outcome.model.best_iteration},
-    )
+    lineage = {"git_commit": extra["git_commit"], "data_hash": snapshot["data_hash"], "source": snapshot["source"]}
+    run_id = tracking.start("train", tags=lineage)
+    logged_params = {
+        **params.raw.get("model", {}),
+        "calibration": params.section("calibration"),
+        "split": params.section("split"),
+    }
+    logged_metrics = {
+        "valid": outcome.valid_metrics,
+        "train_seconds": outcome.seconds,
+        "trees": outcome.model.best_iteration,
+    }
+    tracking.log(run_id, params=logged_params, metrics=logged_metrics)
     summary = {
         "run_id": run_id,
         "seconds": outcome.seconds,

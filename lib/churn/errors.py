@@ -73,6 +73,12 @@ class ModelNotFound(ChurnError):
     code = "model_not_found"
 
 
+class InvalidModel(ChurnError):
+    """A model loaded but failed its checks (e.g. a probe record scored wrongly): do not serve it."""
+
+    code = "invalid_model"
+
+
 class TooManyRejects(ChurnError):
     """A batch rejected more rows than params allow: publishing it would mislead."""
 

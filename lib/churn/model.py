@@ -57,7 +57,7 @@ class TrainedModel:
 
     def predict_uncalibrated(self, frame: pd.DataFrame) -> np.ndarray:
         encoded = self.pipeline.named_steps["encode"].transform(frame)
-        return np.asarray(self.classifier.predict_proba(encoded)[:, 1])
+        return np.asarray(self.classifier.predict_proba(encoded))[:, 1]
 
 
 def to_frame(clean: pa.Table, schema: Schema) -> pd.DataFrame:

@@ -39,7 +39,9 @@ def _shares_codes(codes: np.ndarray, n_values: int) -> list[float]:
     return [float(c) / total for c in counts]
 
 
-def build_profile(schema: Schema, features: dict[str, np.ndarray], scores: np.ndarray, bins: int = 10) -> dict[str, Any]:
+def build_profile(
+    schema: Schema, features: dict[str, np.ndarray], scores: np.ndarray, bins: int = 10
+) -> dict[str, Any]:
     """A JSON-able profile: per-feature bin edges and shares, and score shares."""
     profile: dict[str, Any] = {"features": {}, "score": {"edges": SCORE_EDGES[1:-1]}}
     for spec in schema.features:
@@ -48,7 +50,8 @@ def build_profile(schema: Schema, features: dict[str, np.ndarray], scores: np.nd
             edges = _numeric_edges(values, bins)
             profile["features"][spec.name] = {"edges": edges, "shares": _shares_numeric(values, edges)}
         else:
-            profile["features"][spec.name] = {"values": list(spec.values), "shares": _shares_codes(values, len(spec.values))}
+            shares = _shares_codes(values, len(spec.values))
+            profile["features"][spec.name] = {"values": list(spec.values), "shares": shares}
     profile["score"]["shares"] = _shares_numeric(scores, profile["score"]["edges"])[:-1]
     return profile
 

@@ -8,9 +8,10 @@ metrics in a Prometheus text file.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from churn.errors import ConfigError
@@ -41,6 +42,8 @@ ENV = {
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": "timeout",
     "MODEL_POLL_SECONDS": "model_poll_seconds",
     "CHURN_THREADS": "threads",
+    "CHURN_SERVER_THREADS": "server_threads",
+    "CHURN_WORKER_CLASS": "worker_class",
 }
 
 
@@ -70,6 +73,8 @@ class Settings:
     timeout: int = 60
     model_poll_seconds: float = 30.0
     threads: int = 2
+    server_threads: int = 4  # request threads per gunicorn gthread worker
+    worker_class: str = "gthread"  # gthread keeps connections alive; sync closes each one
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -102,6 +107,10 @@ class Settings:
             raise ConfigError(f"SAGEMAKER_BIND_TO_PORT={self.port} is not a port")
         if self.timeout < 1 or self.workers < 0 or self.threads < 1:
             raise ConfigError("timeout, workers and threads must be positive")
+        if self.server_threads < 1:
+            raise ConfigError(f"CHURN_SERVER_THREADS={self.server_threads} must be >= 1")
+        if self.worker_class not in ("gthread", "sync"):
+            raise ConfigError(f"CHURN_WORKER_CLASS={self.worker_class!r} must be gthread or sync")
         if self.model_poll_seconds < 0:
             raise ConfigError(f"MODEL_POLL_SECONDS={self.model_poll_seconds} must be >= 0")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +46,7 @@ REJECTED_SCHEMA = pa.schema(
     ]
 )
 
-Data = pa.Table | Sequence[dict[str, Any]] | Any  # Any: a pandas DataFrame (no import here)
+Data = Any  # an Arrow table, a pandas DataFrame (not imported here) or a list of dicts
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.csv as pacsv
 import pytest
-
 from churn import generator
 from churn.adapters import model_format
 

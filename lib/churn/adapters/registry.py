@@ -103,7 +103,7 @@ class ModelRegistry:
 
             local = mlflow.artifacts.download_artifacts(mv.source, dst_path=str(target))
         return model_format.load(
-            local, n_threads=n_threads, name=self.name, version=info.version, run_id=info.run_id, source=mv.source
+            local, n_threads=n_threads, name=self.name, version=info.version, run_id=info.run_id, source=str(mv.source)
         )
 
     def _info(self, mv: Any) -> VersionInfo:
