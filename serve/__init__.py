@@ -1,0 +1,1 @@
+"""The online entrypoint: gunicorn + Flask on the SageMaker serving contract."""
