@@ -99,7 +99,9 @@ def score(clean: pa.Table, model: CompiledModel, config: ScoringConfig, run: Run
     revenue: pa.Array | pa.ChunkedArray = pa.nulls(n, pa.float64())
     if schema.revenue_field:
         revenue = pc.multiply(clean.column(schema.revenue_field).cast(pa.float64()), pa.array(probability))
-    flagged = np.flatnonzero(probability >= config.reason_threshold) if reasons and config.top_reasons else np.zeros(0, int)
+    flagged = (
+        np.flatnonzero(probability >= config.reason_threshold) if reasons and config.top_reasons else np.zeros(0, int)
+    )
     columns = {
         "customer_id": clean.column(schema.id_field),
         "run_date": _repeat(run.run_date, n, pa.date32()),
@@ -159,10 +161,12 @@ class Ranker:
         """1-based rank of each added row, in the order the rows were added."""
         if not self.probabilities:
             return np.zeros(0, dtype=np.int64)
-        keys = pa.table({
-            "p": pa.array(np.concatenate(self.probabilities)),
-            "id": pa.concat_arrays(self.ids) if len(self.ids) > 1 else self.ids[0],
-        })
+        keys = pa.table(
+            {
+                "p": pa.array(np.concatenate(self.probabilities)),
+                "id": pa.concat_arrays(self.ids) if len(self.ids) > 1 else self.ids[0],
+            }
+        )
         self.probabilities.clear()
         self.ids.clear()
         order = pc.sort_indices(keys, sort_keys=[("p", "descending"), ("id", "ascending")]).to_numpy()
@@ -174,7 +178,9 @@ class Ranker:
 
 def rank_order(table: pa.Table) -> pa.Table:
     """Rows in rank order (the order `Ranker` and readers across shards use)."""
-    return table.take(pc.sort_indices(table, sort_keys=[("churn_probability", "descending"), ("customer_id", "ascending")]))
+    return table.take(
+        pc.sort_indices(table, sort_keys=[("churn_probability", "descending"), ("customer_id", "ascending")])
+    )
 
 
 @dataclass
@@ -202,8 +208,9 @@ class Tally:
         for name, count in zip(self.config.band_names, counts.tolist()):
             self.bands[name] = self.bands.get(name, 0) + count
         # Cumulative-ready counts per bucket: index i counts p <= SCORE_BUCKETS[i] (and > the previous).
-        self.buckets += np.bincount(np.searchsorted(SCORE_BUCKETS, scored.probability, side="left"),
-                                    minlength=self.buckets.size)
+        self.buckets += np.bincount(
+            np.searchsorted(SCORE_BUCKETS, scored.probability, side="left"), minlength=self.buckets.size
+        )
         self.score_sum += float(scored.probability.sum())
         if self.profile is not None and clean.num_rows:
             # feature_arrays only reads params.schema: the model's schema, which the profile matches.

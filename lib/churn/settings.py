@@ -42,6 +42,7 @@ ENV = {
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": "timeout",
     "MODEL_POLL_SECONDS": "model_poll_seconds",
     "CHURN_THREADS": "threads",
+    "CUSTOMERS_FILTER": "customers_filter",
     "CHURN_SERVER_THREADS": "server_threads",
     "CHURN_WORKER_CLASS": "worker_class",
 }
@@ -73,6 +74,7 @@ class Settings:
     timeout: int = 60
     model_poll_seconds: float = 30.0
     threads: int = 2
+    customers_filter: str | None = None  # JSON MongoDB filter added to {status: active} by `score`
     server_threads: int = 4  # request threads per gunicorn gthread worker
     worker_class: str = "gthread"  # gthread keeps connections alive; sync closes each one
 

@@ -233,8 +233,12 @@ def _plan(node: Any, anc: dict[int, np.ndarray], features: list[_Feature], units
             strides[j] = step
             step *= classes[j][1].size
     cells = np.arange(size)
-    rep = {j: classes[j][1][(cells // strides[j]) % classes[j][1].size] if j in strides
-           else np.full(size, classes[j][1][0]) for j in used}
+    rep = {
+        j: classes[j][1][(cells // strides[j]) % classes[j][1].size]
+        if j in strides
+        else np.full(size, classes[j][1][0])
+        for j in used
+    }
     table = np.zeros((size, len(features)))
     for leaf in leaves:
         if leaf.weights is None:

@@ -1,0 +1,164 @@
+"""Wiring for `score`: clients from settings, the model, the customer source, the sinks.
+
+Every remote call here is bounded: MongoDB server selection and S3 connects time out in
+seconds and are retried a few times with backoff, then fail with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pyarrow as pa
+from churn import batch, sharding
+from churn.errors import ConfigError, ModelNotFound, UnavailableService
+from churn.risk_table import to_documents
+from churn.schema import Schema
+from churn.settings import Settings
+from churn.validation import to_table
+
+log = logging.getLogger("churn.score")
+MONGO_TIMEOUT_MS = 5_000
+S3_CONNECT_SECONDS = 5.0
+S3_REQUEST_SECONDS = 30.0
+
+
+def mongo(settings: Settings) -> Any:
+    """The database, after a ping: an unreachable server fails here, not mid-run."""
+    from churn.adapters.mongo import _retry
+    from churn_jobs import clients
+
+    db = clients.mongo_database(settings, timeout_ms=MONGO_TIMEOUT_MS)
+    _retry("reach the server", lambda: db.command("ping"))
+    return db
+
+
+def risk_store(settings: Settings) -> Any:
+    import pyarrow.fs as pafs
+    from churn.adapters.object_store import RiskStore, filesystem
+
+    options: dict[str, Any] = {}
+    if settings.risk_uri.startswith("s3://"):
+        options = {
+            "region": settings.aws_region,
+            "connect_timeout": S3_CONNECT_SECONDS,
+            "request_timeout": S3_REQUEST_SECONDS,
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
+        }
+        if settings.s3_endpoint_url:
+            endpoint = urlparse(settings.s3_endpoint_url)
+            options.update(endpoint_override=endpoint.netloc or endpoint.path, scheme=endpoint.scheme or "https")
+    fs, root = filesystem(settings.risk_uri, **options)
+    return RiskStore(fs, root)
+
+
+def resolve_model(settings: Settings) -> batch.ModelRef:
+    """--model-uri / CHURN_MODEL_URI, else a mounted model directory, else models:/NAME@production."""
+    from churn.adapters import model_format
+
+    uri = settings.model_uri
+    mounted = settings.opt_ml / "model"
+    if not uri and (mounted / "MLmodel").is_file():
+        uri = str(mounted)
+    uri = uri or settings.registry_model_uri
+    if not uri.startswith("models:/"):
+        loaded = model_format.load(uri, n_threads=settings.threads, version="local", source=uri)
+        return _ref(loaded, loaded.name)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # bounded: MLflow retries for minutes by default
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from churn.adapters.registry import ModelRegistry
+    from churn_jobs import clients
+    from mlflow.exceptions import MlflowException
+
+    name, _, alias = uri[len("models:/") :].partition("@")
+    if not alias:
+        raise ConfigError(f"model URI {uri!r}: use models:/NAME@ALIAS (e.g. models:/churn@production) or a directory")
+    try:
+        loaded = ModelRegistry(clients.mlflow_client(settings), name).load(alias, n_threads=settings.threads)
+    except ModelNotFound:
+        raise
+    except MlflowException as err:
+        if getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise ModelNotFound(f"no registered model {name!r} in {settings.tracking_uri}") from err
+        raise UnavailableService(f"MLflow at {settings.tracking_uri}: {str(err).splitlines()[0][:200]}") from err
+    return _ref(loaded, name)
+
+
+def _ref(loaded: Any, name: str) -> batch.ModelRef:
+    return batch.ModelRef(
+        loaded.compiled, loaded.name or name, str(loaded.version), loaded.run_id or "", loaded.reference_profile
+    )
+
+
+def chunks(settings: Settings, schema: Schema, source: str | None, chunk_rows: int, db: Any) -> Iterator[pa.Table]:
+    """This shard's active customers, chunk by chunk, from MongoDB or a local file."""
+    keep_shard = settings.shard_count > 1
+    if source is None and settings.mongodb_uri:
+        from churn.adapters.mongo import CustomerStore, sharded_batches
+
+        query: dict[str, Any] = {schema.status_field: schema.active_status}
+        if settings.customers_filter:
+            try:
+                query.update(json.loads(settings.customers_filter))
+            except (json.JSONDecodeError, TypeError) as err:
+                raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object") from err
+
+        def keep(ids: list[Any]) -> np.ndarray:
+            as_text = pa.array(["" if i is None else str(i) for i in ids], pa.string())
+            return sharding.in_shard(as_text, settings.shard_index, settings.shard_count)
+
+        fields = [schema.id_field, *schema.feature_names]
+        store = CustomerStore(db, settings.customers_collection)
+        for docs in sharded_batches(store, query, fields, schema.id_field, chunk_rows, keep if keep_shard else None):
+            yield to_table(docs, schema)
+        return
+    path = Path(source) if source else Path(settings.data_dir, "customers.parquet")
+    for table in batch.file_chunks(path, schema, chunk_rows):
+        if keep_shard:
+            ids = table.column(schema.id_field)
+            table = table.filter(
+                pa.array(sharding.in_shard(ids.cast(pa.string()), settings.shard_index, settings.shard_count))
+            )
+        if table.num_rows:
+            yield table
+
+
+def publish(settings: Settings, run: batch.ShardRun, store: Any, db: Any) -> int:
+    """Pass 2 into every sink, then commit: object store manifest, then the MongoDB run marker."""
+    import pyarrow.parquet as pq
+    from churn.adapters.mongo import RiskCollection
+    from churn.risk_table import RISK_SCHEMA
+
+    run_date = run.run.run_date
+    shard = settings.shard_index
+    risk = RiskCollection(db, settings.risk_collection, settings.quarantine_collection) if db is not None else None
+    if risk is not None:
+        risk.ensure_indexes()
+        risk.uncommit(run_date.isoformat(), shard)
+        risk.replace_quarantine(run_date.isoformat(), shard, run.quarantine_documents())
+    part = run.staging / "part.parquet"
+    writer = pq.ParquetWriter(str(part), RISK_SCHEMA, compression="snappy") if store is not None else None
+    written = 0
+    for table in run.ranked():
+        if writer is not None:
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        if risk is not None:
+            risk.upsert(to_documents(table))
+        written += table.num_rows
+    if writer is not None:
+        writer.close()
+    record = {**run.record(), "rows_written": written}
+    if store is not None:
+        manifest = store.publish(
+            run_date, shard, settings.shard_count, part, run.quarantine_path if run.has_quarantine else None, record
+        )
+        log.info("risk table committed", extra={"part": manifest["part"]["path"], "rows": written})
+    if risk is not None:
+        risk.commit(run_date.isoformat(), shard, {**record, "shard_count": settings.shard_count})
+    return written

@@ -1,0 +1,201 @@
+"""One shard of a nightly run, in two streaming passes over local staging files.
+
+Pass 1 validates and scores each chunk, stages the risk rows (Arrow IPC, a memcpy to write
+and a memory map to read) and the rejected records (Parquet), and keeps only what the
+rank needs. Between the passes the reject share is checked and ranks are computed. Pass 2
+streams the staged rows back with their ranks for the sinks. Memory stays one chunk plus
+about 30 bytes a customer, whatever the number of customers.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from churn import scoring
+from churn.compiled import CompiledModel
+from churn.errors import ConfigError, TooManyRejects
+from churn.profile import ProfileCounter
+from churn.risk_table import QUARANTINE_SCHEMA, RISK_SCHEMA
+from churn.schema import Schema
+from churn.validation import validate
+
+log = logging.getLogger(__name__)
+
+
+def file_chunks(path: Path, schema: Schema, chunk_rows: int) -> Iterator[pa.Table]:
+    """Active customers from a Parquet or CSV file (or a directory of them), streamed in chunks."""
+    if not path.exists():
+        raise ConfigError(f"source {str(path)!r} does not exist")
+    files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".csv")) if path.is_dir() else [path]
+    if not files:
+        raise ConfigError(f"source directory {str(path)!r} has no .parquet or .csv files")
+    wanted = [schema.id_field, schema.status_field, *schema.feature_names]
+    for file in files:
+        for batch in (
+            _csv_batches(file, chunk_rows) if file.suffix == ".csv" else _parquet_batches(file, wanted, chunk_rows)
+        ):
+            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            if schema.status_field in table.column_names:
+                active = pc.fill_null(pc.equal(table.column(schema.status_field), schema.active_status), False)
+                table = table.filter(active)
+            if table.num_rows:
+                yield table
+
+
+def _parquet_batches(file: Path, wanted: list[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    reader = pq.ParquetFile(file)
+    present = [name for name in wanted if name in reader.schema_arrow.names]
+    yield from reader.iter_batches(batch_size=chunk_rows, columns=present)
+
+
+def _csv_batches(file: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    with open(file, encoding="utf-8", newline="") as handle:
+        names = next(csv.reader(handle), [])
+    # Every column as text: the validator decides what is a number.
+    options = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True)
+    reader = pacsv.open_csv(
+        file, read_options=pacsv.ReadOptions(block_size=max(chunk_rows * 128, 1 << 20)), convert_options=options
+    )
+    yield from reader
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The model a run scores with and where it came from."""
+
+    compiled: CompiledModel
+    name: str
+    version: str
+    run_id: str
+    reference_profile: dict[str, Any]
+
+
+class ShardRun:
+    """Validate, score, stage (pass 1); rank; stream ranked rows back (pass 2)."""
+
+    def __init__(
+        self,
+        model: ModelRef,
+        config: scoring.ScoringConfig,
+        run_date: dt.date,
+        staging: Path,
+        reasons: bool = True,
+        progress: Callable[[scoring.Tally], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.reasons = reasons
+        self.staging = staging
+        self.progress = progress
+        self.run = scoring.RunInfo(
+            run_date, dt.datetime.now(dt.UTC).replace(microsecond=0), model.name, model.version, model.run_id
+        )
+        schema = model.compiled.schema
+        profile = ProfileCounter(schema, model.reference_profile) if model.reference_profile else None
+        self.tally = scoring.Tally(config, schema, profile)
+        self.ranker = scoring.Ranker()
+        self.rows_path = staging / "risk.arrow"
+        self.quarantine_path = staging / "quarantine.parquet"
+        self.started = time.monotonic()
+
+    def score_all(self, chunks: Iterable[pa.Table]) -> None:
+        """Pass 1: every chunk validated, scored and staged; fails on too many rejects."""
+        schema = self.model.compiled.schema
+        quarantine: pq.ParquetWriter | None = None
+        with pa.OSFile(str(self.rows_path), "wb") as sink, ipc.new_file(sink, RISK_SCHEMA) as rows:
+            for chunk in chunks:
+                result = validate(chunk, schema)
+                scored = scoring.score(result.clean, self.model.compiled, self.config, self.run, self.reasons)
+                rows.write_table(scored.table)
+                self.ranker.add(scored.probability, result.clean.column(schema.id_field))
+                if result.rejected.num_rows:
+                    quarantine = quarantine or pq.ParquetWriter(str(self.quarantine_path), QUARANTINE_SCHEMA)
+                    quarantine.write_table(self._quarantine_rows(result.rejected))
+                self.tally.add(scored, result.clean, result.rejected.num_rows)
+                if self.progress:
+                    self.progress(self.tally)
+        if quarantine is not None:
+            quarantine.close()
+        share = self.tally.reject_share
+        if share > self.config.max_reject_share:
+            raise TooManyRejects(
+                f"{self.tally.rejected} of {self.tally.read} customers ({share:.1%}) failed validation, over the "
+                f"limit of {self.config.max_reject_share:.1%}: not publishing (see the quarantine staged at "
+                f"{self.quarantine_path})"
+            )
+
+    def _quarantine_rows(self, rejected: pa.Table) -> pa.Table:
+        n = rejected.num_rows
+        offset = self.tally.read  # rows of earlier chunks: source_row counts across the shard
+        return pa.table(
+            {
+                "customer_id": rejected.column("customer_id"),
+                "run_date": scoring._repeat(self.run.run_date, n, pa.date32()),
+                "source_row": pc.add(rejected.column("row"), offset),
+                "field": rejected.column("field"),
+                "reason": rejected.column("reason"),
+                "errors": rejected.column("errors"),
+                "record": rejected.column("record"),
+                "quarantined_at": scoring._repeat(self.run.scored_at, n, pa.timestamp("us", tz="UTC")),
+            },
+            schema=QUARANTINE_SCHEMA,
+        )
+
+    @property
+    def has_quarantine(self) -> bool:
+        return self.quarantine_path.exists()
+
+    def ranked(self) -> Iterator[pa.Table]:
+        """Pass 2: the staged rows, chunk by chunk, with their ranks across the whole shard."""
+        ranks = self.ranker.ranks()
+        offset = 0
+        with pa.memory_map(str(self.rows_path)) as source:
+            reader = ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = pa.Table.from_batches([reader.get_batch(i)])
+                yield scoring.with_rank(batch, ranks[offset : offset + batch.num_rows])
+                offset += batch.num_rows
+
+    def quarantine_documents(self, limit: int = 10_000) -> Iterator[list[dict[str, Any]]]:
+        """Rejected records as MongoDB documents (record and errors parsed back from JSON)."""
+        if not self.has_quarantine:
+            return
+        for batch in pq.ParquetFile(self.quarantine_path).iter_batches(batch_size=limit):
+            docs = batch.to_pylist()
+            for doc in docs:
+                doc["run_date"] = doc["run_date"].isoformat()
+                doc["errors"] = json.loads(doc["errors"])  # the record stays JSON text: its keys are untrusted
+            yield docs
+
+    def record(self) -> dict[str, Any]:
+        """What the commit records (manifest, MongoDB marker) say about this shard's run."""
+        return {
+            "rows": self.tally.scored,
+            "rows_read": self.tally.read,
+            "rows_rejected": self.tally.rejected,
+            "model": {"name": self.model.name, "version": self.model.version, "run_id": self.model.run_id},
+            "scored_at": self.run.scored_at.isoformat(),
+        }
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+def bucket_counts(tally: scoring.Tally) -> list[tuple[float, int]]:
+    bounds = [*scoring.SCORE_BUCKETS, float("inf")]
+    return list(zip(bounds, tally.buckets.tolist()))
