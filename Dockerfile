@@ -103,6 +103,7 @@ ENV PYTHONUNBUFFERED=1 \
     DVC_NO_ANALYTICS=1 \
     LOG_FORMAT=json \
     MPLCONFIGDIR=/tmp/matplotlib \
+    XDG_CACHE_HOME=/tmp/.cache \
     SAGEMAKER_BIND_TO_PORT=8080 \
     HOME=/home/churn
 

@@ -272,13 +272,14 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
             "Model served",
             [
                 _target(
-                    f"count by (model_name, model_version, run_id) (churn_model_info{{{NS}}})",
+                    f"count by (model_name, model_version, run_id) (churn_model_info{{{NS}}} == 1)",
                     "",
                     format="table",
                     instant=True,
                 )
             ],
-            description="The model version each serving pod has loaded (hot reload follows the production alias).",
+            description="Model versions being served and how many worker processes serve each "
+            "(hot reload follows the production alias; versions served before are exported as 0).",
         ),
         18,
         6,

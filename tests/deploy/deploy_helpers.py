@@ -56,6 +56,9 @@ CONTRACT_ENV = frozenset(
         "DVC_NO_ANALYTICS",
         # prometheus_client multiprocess directory of the serving pods.
         "PROMETHEUS_MULTIPROC_DIR",
+        # Working directory of the jobs (lib/churn/settings.py reads it; its default
+        # ./data is not writable on a read-only root filesystem).
+        "CHURN_DATA_DIR",
     }
 )
 # Values that must only ever come from a Secret (secretKeyRef), never a literal.

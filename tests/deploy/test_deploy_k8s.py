@@ -157,6 +157,10 @@ def test_pod_failure_policy_fails_fast_on_exit_code_3(
     assert fail_job, "no FailJob rule on exit codes"
     codes = fail_job[0]["onExitCodes"]
     assert codes["operator"] == "In" and codes["values"] == [3]
+    # ... which is the code's own "bad input or configuration" exit code.
+    from churn.errors import EXIT_BAD_INPUT, EXIT_RETRYABLE
+
+    assert codes["values"] == [EXIT_BAD_INPUT] and EXIT_RETRYABLE not in codes["values"]
     assert codes.get("containerName") in (None, container_name)
     # 1 (infrastructure, worth retrying) must not be in any FailJob rule.
     assert all(1 not in r.get("onExitCodes", {}).get("values", []) for r in rules if r["action"] == "FailJob")
