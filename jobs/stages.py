@@ -150,16 +150,24 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
     }
     logged_metrics = {
         "valid": outcome.valid_metrics,
+        "cv": outcome.cv.to_dict() if outcome.cv else {},
         "train_seconds": outcome.seconds,
         "trees": outcome.model.best_iteration,
     }
-    tracking.log(run_id, params=logged_params, metrics=logged_metrics)
+    tracking.log(run_id, params={**logged_params, "chosen": outcome.chosen}, metrics=logged_metrics)
+    for trial in outcome.search.trials if outcome.search else []:
+        child = tracking.start(f"trial-{trial['number']}", tags=lineage, parent=run_id)
+        tracking.log(child, params=trial["params"], metrics={"cv": trial["cv"], "seconds": trial["seconds"]})
+        tracking.finish(child)
     summary = {
         "run_id": run_id,
         "seconds": outcome.seconds,
         "trees": outcome.model.best_iteration,
         "threshold": outcome.model.threshold,
         "valid": outcome.valid_metrics,
+        "cv": outcome.cv.to_dict() if outcome.cv else None,
+        "chosen": outcome.chosen,
+        "trials": len(outcome.search.trials) if outcome.search else 0,
         "importance": outcome.importance,
     }
     files.write_json(summary, layout.metrics / "train.json")

@@ -39,6 +39,15 @@ def metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float) -> di
     }
 
 
+def oracle(y_true: np.ndarray, true_probability: np.ndarray) -> dict[str, float]:
+    """The best any model could do on these rows: scores of the generator's true probabilities."""
+    return {
+        "roc_auc": float(roc_auc_score(y_true, true_probability)),
+        "pr_auc": float(average_precision_score(y_true, true_probability)),
+        "brier": float(brier_score_loss(y_true, true_probability)),
+    }
+
+
 def write_plots(
     out_dir: Path,
     y_true: np.ndarray,

@@ -19,6 +19,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import precision_recall_curve
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
@@ -120,6 +121,41 @@ def best_f1_threshold(y_true: np.ndarray, probability: np.ndarray) -> float:
     return float(thresholds[best]) if thresholds.size else 0.5
 
 
+def fit_classifier(
+    params: Params,
+    classifier: LGBMClassifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_stop: np.ndarray | None = None,
+    y_stop: np.ndarray | None = None,
+) -> int:
+    """Fit LightGBM, stopping early on (x_stop, y_stop) or on a slice of the fitting rows.
+
+    Returns the number of trees kept; `n_estimators` is only a cap when early stopping is on.
+    """
+    section = params.section("model")
+    fit_kwargs: dict[str, Any] = {}
+    if section.get("encoding", "native") == "native":
+        n_numeric = len(params.schema.numeric)
+        fit_kwargs["categorical_feature"] = list(range(n_numeric, n_numeric + len(params.schema.categorical)))
+    rounds = int(section.get("early_stopping_rounds", 0) or 0)
+    if rounds > 0:
+        if x_stop is None or y_stop is None:
+            # Hold out a stratified slice of the fitting rows: the validation split stays
+            # unseen for calibration and the threshold.
+            share = float(section.get("early_stopping_share", 0.15))
+            fit_rows, stop_rows = train_test_split(
+                np.arange(len(y)), test_size=share, random_state=params.seed, stratify=y
+            )
+            x, x_stop, y, y_stop = x[fit_rows], x[stop_rows], y[fit_rows], y[stop_rows]
+        fit_kwargs["eval_X"] = (x_stop,)
+        fit_kwargs["eval_y"] = (y_stop,)
+        fit_kwargs["eval_metric"] = "binary_logloss"
+        fit_kwargs["callbacks"] = [early_stopping(rounds, verbose=False)]
+    classifier.fit(x, y, **fit_kwargs)
+    return int(classifier.best_iteration_ or classifier.n_estimators)
+
+
 def fit(
     params: Params,
     train: pd.DataFrame,
@@ -128,10 +164,11 @@ def fit(
     y_valid: np.ndarray,
     overrides: dict[str, Any] | None = None,
 ) -> TrainedModel:
-    """Fit encoder and LightGBM on train; stop early, calibrate and tune the threshold on valid.
+    """Fit encoder and LightGBM on train (early stopping on a slice of it); calibrate and
+    tune the threshold on valid.
 
     The test split is never passed here, so neither the calibrator nor the threshold can
-    see it.
+    see it; the validation split is not used for fitting or stopping.
     """
     schema = params.schema
     model_section = params.section("model")
@@ -141,17 +178,7 @@ def fit(
     x_valid = encoder.transform(valid)
 
     classifier = build_classifier(params, overrides)
-    n_numeric = len(schema.numeric)
-    fit_kwargs: dict[str, Any] = {}
-    if encoding == "native":
-        fit_kwargs["categorical_feature"] = list(range(n_numeric, n_numeric + len(schema.categorical)))
-    rounds = int(model_section.get("early_stopping_rounds", 0) or 0)
-    if rounds > 0:
-        fit_kwargs["eval_set"] = [(x_valid, y_valid)]
-        fit_kwargs["eval_metric"] = "binary_logloss"
-        fit_kwargs["callbacks"] = [early_stopping(rounds, verbose=False)]
-    classifier.fit(x_train, y_train, **fit_kwargs)
-    best = int(classifier.best_iteration_ or classifier.n_estimators)
+    best = fit_classifier(params, classifier, x_train, y_train)
 
     method = str(params.section("calibration").get("method", "isotonic"))
     classify: Any = classifier

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 from sklearn.model_selection import train_test_split
 
-from churn import evaluation, profile
+from churn import evaluation, profile, tuning
 from churn.compiled import CompiledModel
 from churn.model import TrainedModel, fit, labels, to_frame
 from churn.params import Params
@@ -56,20 +56,25 @@ class TrainingOutcome:
     valid_metrics: dict[str, Any]
     reference_profile: dict[str, Any]
     importance: dict[str, float]
-    extra: dict[str, Any] = field(default_factory=dict)
+    cv: tuning.CvResult | None = None
+    search: tuning.SearchResult | None = None
+    chosen: dict[str, Any] = field(default_factory=dict)
 
 
 def train(params: Params, train_table: pa.Table, valid_table: pa.Table) -> TrainingOutcome:
-    """Fit the pipeline and build the reference profile the nightly drift check uses."""
+    """Search (if enabled) and cross-validate on train, fit, and build the reference profile.
+
+    Search and CV see only the training part; the validation split is for calibration
+    and the threshold, the test split for evaluation.
+    """
     schema = params.schema
     started = time.perf_counter()
-    model = fit(
-        params,
-        to_frame(train_table, schema),
-        labels(train_table, schema),
-        to_frame(valid_table, schema),
-        labels(valid_table, schema),
-    )
+    frame, y = to_frame(train_table, schema), labels(train_table, schema)
+    found = tuning.search(params, frame, y)
+    cv = found.best_cv
+    if cv is None and int(params.section("tuning").get("cv_folds", 3)) > 1:
+        cv = tuning.cross_validate(params, frame, y, found.best)
+    model = fit(params, frame, y, to_frame(valid_table, schema), labels(valid_table, schema), found.best)
     seconds = time.perf_counter() - started
     valid_frame = to_frame(valid_table, schema)
     valid_probability = model.predict_proba(valid_frame)
@@ -84,7 +89,7 @@ def train(params: Params, train_table: pa.Table, valid_table: pa.Table) -> Train
         "trained model",
         extra={"seconds": round(seconds, 2), "trees": model.best_iteration, "valid_f1": round(valid_metrics["f1"], 4)},
     )
-    return TrainingOutcome(model, seconds, valid_metrics, reference, importance)
+    return TrainingOutcome(model, seconds, valid_metrics, reference, importance, cv, found, found.best)
 
 
 def encoded_to_features(model: TrainedModel) -> list[str]:
