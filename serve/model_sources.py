@@ -71,9 +71,8 @@ class RegistrySource:
 
     def __init__(self, tracking_uri: str, name: str, alias: str) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        from mlflow import MlflowClient
-
         from churn.adapters.registry import ModelRegistry
+        from mlflow import MlflowClient
 
         self.registry = ModelRegistry(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), name)
         self.alias = alias

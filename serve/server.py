@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from churn import logs
 from churn.errors import ChurnError, ConfigError, mapping_for
 from churn.settings import Settings
@@ -45,14 +44,13 @@ def _application(settings: Settings) -> Any:
     if values.ValueClass is values.MutexValue:
         raise ConfigError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
 
-    from gunicorn.app.base import BaseApplication
-
     from churn.invocations import ServingOptions
     from churn.params import load_params
     from churn_serve.app import create_app
     from churn_serve.metrics import Metrics
     from churn_serve.model_holder import ModelHolder
     from churn_serve.model_sources import source_for
+    from gunicorn.app.base import BaseApplication
 
     options = ServingOptions.from_params(load_params(settings.params_path))
     source = source_for(settings)
@@ -76,7 +74,7 @@ def _application(settings: Settings) -> Any:
 
 
 @click.command("serve")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default SAGEMAKER_BIND_TO_PORT or 8080).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8080).")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Workers; 0 = one per core.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Request threads per worker.")
 @click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default=None)

@@ -75,11 +75,3 @@ def _csv(items: list[dict[str, Any]], scores: Scores) -> bytes:
         writer.writerow(row)
     return buffer.getvalue().encode()
 
-
-def risk_bands(probability: np.ndarray, bands: tuple[tuple[str, float], ...]) -> list[str]:
-    """The band of each probability: the first (highest) lower bound it reaches."""
-    names = np.array([name for name, _ in bands] + [bands[-1][0]], dtype=object)
-    index = np.full(probability.shape, len(bands), dtype=np.int64)
-    for position in range(len(bands) - 1, -1, -1):
-        index[probability >= bands[position][1]] = position
-    return list(names[index])

@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from churn import answers, media, payloads
-from churn.errors import InvalidInput, InvalidRecord, PayloadTooLarge
+from churn.errors import ConfigError, InvalidInput, InvalidRecord, PayloadTooLarge
 from churn.params import Params
+from churn.scoring import ScoringConfig
 from churn.serving_model import ServingModel
 from churn.validation import describe, validate
 
@@ -30,22 +31,18 @@ _FALSE = ("false", "no", "off", "0")
 
 @dataclass(frozen=True)
 class ServingOptions:
-    """Request limits and answer rules from params.yaml (`serving:` and `scoring:`)."""
+    """Request limits (`serving:` in params.yaml) and the batch job's scoring rules (`scoring:`)."""
 
-    bands: tuple[tuple[str, float], ...]  # highest lower bound first
-    default_reasons: int = 3
+    scoring: ScoringConfig
     max_rows: int = 10_000
     max_body_bytes: int = MAX_BODY_BYTES
 
     @classmethod
     def from_params(cls, params: Params) -> ServingOptions:
-        scoring = params.section("scoring")
-        bands = sorted(((str(k), float(v)) for k, v in scoring.get("risk_bands", {}).items()), key=lambda b: -b[1])
-        return cls(
-            bands=tuple(bands),
-            default_reasons=int(scoring.get("top_reasons", 3)),
-            max_rows=int(params.section("serving").get("max_rows", 10_000)),
-        )
+        max_rows = int(params.section("serving").get("max_rows", 10_000))
+        if max_rows < 1:
+            raise ConfigError(f"serving.max_rows={max_rows} must be >= 1")
+        return cls(scoring=ScoringConfig.from_params(params), max_rows=max_rows)
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ def reasons_wanted(value: str | None, options: ServingOptions, n_features: int) 
         return 0
     text = value.strip().lower()
     if text in _TRUE:
-        wanted = options.default_reasons
+        wanted = options.scoring.top_reasons
     elif text in _FALSE:
         return 0
     elif text.isascii() and text.isdigit() and len(text) < 6:
@@ -107,10 +104,11 @@ def score(parsed: payloads.Parsed, model: ServingModel, options: ServingOptions,
         clean = _validated(parsed, model)
         x, ids = compiled.matrix(clean), clean.column(model.schema.id_field).to_pylist()
     probability = compiled.probability(x)
+    names = options.scoring.band_names
     return answers.Scores(
         probability=probability,
         churn=probability >= compiled.threshold,
-        band=answers.risk_bands(probability, options.bands),
+        band=[names[i] for i in options.scoring.band_index(probability).tolist()],
         ids=[i if given else None for i, given in zip(ids, parsed.given_ids.tolist())],
         reasons=_reasons(model, x, reasons) if reasons > 0 else None,
         reasons_wanted=reasons,

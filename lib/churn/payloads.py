@@ -102,7 +102,8 @@ def _json(data: Any) -> Parsed:
 
 def _split_frame(frame: Any) -> list[dict[str, Any]]:
     """MLflow's dataframe_split ({columns, data[, index]}) as records."""
-    if not isinstance(frame, dict) or not isinstance(frame.get("columns"), list) or not isinstance(frame.get("data"), list):
+    shaped = isinstance(frame, dict) and isinstance(frame.get("columns"), list) and isinstance(frame.get("data"), list)
+    if not shaped:
         raise InvalidInput("dataframe_split must be an object with a list of columns and a list of rows in data")
     columns = frame["columns"]
     if not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):

@@ -1,0 +1,211 @@
+"""The fast single-record path: same probabilities as the sklearn Pipeline, same verdicts as the validator."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from churn.adapters.model_format import LoadedModel
+from churn.record_path import RecordEncoder
+from churn.schema import FeatureSpec, Schema
+from churn.validation import validate
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def encoder(loaded_model: LoadedModel) -> RecordEncoder:
+    return RecordEncoder(loaded_model.compiled)
+
+
+@pytest.fixture(scope="module")
+def schema(loaded_model: LoadedModel) -> Schema:
+    return loaded_model.compiled.schema
+
+
+def typical(schema: Schema) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for spec in schema.features:
+        if spec.is_numeric:
+            record[spec.name] = int(spec.min or 0) + 3 if spec.type == "int" else (spec.min or 0.0) + 42.5
+        else:
+            record[spec.name] = spec.values[-1]
+    return record
+
+
+def pipeline_probabilities(model: LoadedModel, records: list[dict[str, Any]]) -> np.ndarray:
+    """The reference: the fitted sklearn Pipeline on a DataFrame built by hand."""
+    data: dict[str, Any] = {}
+    for spec in model.compiled.schema.features:
+        values = [r.get(spec.name) for r in records]
+        if spec.is_numeric:
+            data[spec.name] = [math.nan if v is None else float(v) for v in values]
+        else:
+            data[spec.name] = pd.Categorical(values, categories=list(spec.values))
+    return np.asarray(model.trained.pipeline.predict_proba(pd.DataFrame(data))[:, 1])
+
+
+def fast_probability(model: LoadedModel, encoder: RecordEncoder, record: dict[str, Any]) -> float:
+    encoded = encoder.encode(record)
+    assert encoded is not None, f"the fast path refused a clean record: {record}"
+    return float(model.compiled.probability(encoded.row)[0])
+
+
+# -- probabilities equal the Pipeline's ---------------------------------------------------------
+
+
+def every_category_and_missing_case(schema: Schema) -> list[tuple[str, Any]]:
+    cases: list[tuple[str, Any]] = []
+    for spec in schema.features:
+        if not spec.is_numeric:
+            cases += [(spec.name, value) for value in spec.values]
+        if spec.nullable:
+            cases.append((spec.name, None))
+    return cases
+
+
+def test_every_category_value_and_every_missing_value_scores_like_the_pipeline(
+    loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema
+) -> None:
+    cases = every_category_and_missing_case(schema)
+    assert any(value is None for _, value in cases), "the schema should have a nullable field to test"
+    records = [{**typical(schema), name: value} for name, value in cases]
+    reference = pipeline_probabilities(loaded_model, records)
+    for record, case, expected in zip(records, cases, reference.tolist()):
+        assert fast_probability(loaded_model, encoder, record) == pytest.approx(expected, abs=TOLERANCE), case
+
+
+def clean_records(schema: Schema) -> st.SearchStrategy[dict[str, Any]]:
+    """Any record the schema allows: every category, numbers across and at their bounds, nulls."""
+    fields: dict[str, st.SearchStrategy[Any]] = {}
+    for spec in schema.features:
+        if spec.is_numeric:
+            lo = 0.0 if spec.min is None else spec.min
+            hi = 1e6 if spec.max is None else spec.max
+            if spec.type == "int":
+                value: st.SearchStrategy[Any] = st.integers(int(lo), int(hi))
+            else:
+                value = st.floats(lo, hi, allow_nan=False) | st.sampled_from([lo, hi])
+        else:
+            value = st.sampled_from(spec.values)
+        fields[spec.name] = (value | st.none()) if spec.nullable else value
+    return st.fixed_dictionaries(fields)
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_clean_record_scores_like_the_pipeline(
+    loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema, data: st.DataObject
+) -> None:
+    records = data.draw(st.lists(clean_records(schema), min_size=1, max_size=50))
+    fast = [fast_probability(loaded_model, encoder, record) for record in records]
+    np.testing.assert_allclose(fast, pipeline_probabilities(loaded_model, records), rtol=0, atol=TOLERANCE)
+
+
+# -- verdicts equal the validator's ---------------------------------------------------------------
+
+
+def hostile_value(spec: FeatureSpec | None) -> st.SearchStrategy[Any]:
+    """Values a careless or hostile client sends, plus the valid ones they resemble."""
+    near: list[Any] = ["", " ", "nan", "NaN", "inf", "-Infinity", "1e400", "0x10", "1_000", "١٢", " 12 ", "+5",
+                       "5.", ".5", "-0", True, False, [], [1], {}, {"a": 1}, 2**53, 2**53 + 1, 2**63, 2**70,
+                       -(2**70), -0.0, 5e-324, math.inf, -math.inf, math.nan, "Yes", "yes", "TRUE", "false"]
+    if spec is not None and not spec.is_numeric:
+        near += list(spec.values) + [v.upper() for v in spec.values] + [f" {v} " for v in spec.values]
+    around: list[st.SearchStrategy[Any]] = [st.integers(-3, 3)]
+    if spec is not None and spec.is_numeric:
+        for bound in (spec.min, spec.max):
+            if bound is not None:
+                near += [bound, bound - 1, bound + 1, bound - 0.5, str(bound), int(bound)]
+                around += [st.integers(int(bound) - 3, int(bound) + 3), st.floats(bound - 2, bound + 2)]
+    return st.one_of(
+        st.sampled_from(near),
+        *around,
+        st.none(),
+        st.integers(-(2**65), 2**65),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),
+        st.from_regex(r"\s?[+-]?[0-9]{0,4}(\.[0-9]{0,3})?([eE][+-]?[0-9]{1,3})?\s?", fullmatch=True),
+    )
+
+
+def hostile_records(schema: Schema) -> st.SearchStrategy[dict[str, Any]]:
+    """A clean record with up to three fields replaced by hostile values or removed."""
+    names = [schema.id_field, *schema.feature_names]
+
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[str, Any]:
+        record = dict(draw(clean_records(schema)))
+        for name in draw(st.lists(st.sampled_from(names), max_size=3, unique=True)):
+            if draw(st.integers(0, 9)) == 0:
+                record.pop(name, None)
+            else:
+                record[name] = draw(hostile_value(schema.by_name.get(name)))
+        return record
+
+    return build()
+
+
+def validator_row(model: LoadedModel, record: dict[str, Any]) -> tuple[np.ndarray, str] | None:
+    """The validator's verdict on one record: its encoded row and id, or None if it rejects."""
+    schema = model.compiled.schema
+    filled = {**record}
+    if filled.get(schema.id_field) is None:
+        filled[schema.id_field] = "0"
+    try:
+        result = validate([filled], schema)
+    except Exception:  # the validator failing is a rejection too (and must never be accepted fast)
+        return None
+    if result.clean.num_rows == 0:
+        return None
+    return model.compiled.matrix(result.clean), str(result.clean.column(schema.id_field)[0].as_py())
+
+
+@given(data=st.data())
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fast_path_accepts_only_what_the_validator_accepts_with_the_same_values(
+    loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema, data: st.DataObject
+) -> None:
+    record = data.draw(hostile_records(schema))
+    encoded = encoder.encode(record)
+    if encoded is None:
+        return  # the caller falls back to the validator, which decides
+    verdict = validator_row(loaded_model, record)
+    assert verdict is not None, f"fast path accepted what the validator rejects: {record}"
+    row, customer_id = verdict
+    np.testing.assert_array_equal(encoded.row, row)
+    if record.get(schema.id_field) is not None:
+        assert encoded.customer_id == customer_id
+
+
+def test_plain_records_take_the_fast_path(encoder: RecordEncoder, schema: Schema) -> None:
+    record = {**typical(schema), schema.id_field: "C-1", "monthly_charges": "42.5", "tenure": 12.0}
+    encoded = encoder.encode(record)
+    assert encoded is not None and encoded.customer_id == "C-1"
+    assert encoder.encode({**typical(schema), schema.id_field: 17}).customer_id == "17"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("contract", " one year "),  # the validator folds case and spaces: leave it to the validator
+        ("tenure", True),
+        ("tenure", -1),
+        ("tenure", 2.5),
+        ("tenure", None),
+        ("monthly_charges", math.inf),
+        ("monthly_charges", " 12 "),
+        ("total_charges", 2**53 + 1),
+        ("contract", "Monthly"),
+        ("customer_id", " padded "),
+        ("customer_id", True),
+    ],
+)
+def test_doubtful_values_fall_back_to_the_validator(encoder: RecordEncoder, schema: Schema, field: str,
+                                                     value: Any) -> None:
+    assert encoder.encode({**typical(schema), field: value}) is None
