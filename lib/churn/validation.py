@@ -97,29 +97,43 @@ def to_table(records: Sequence[dict[str, Any]], schema: Schema, extra: Sequence[
     Used to snapshot messy sources (MongoDB) to Parquet before validation.
     """
     names = [schema.id_field, *schema.feature_names, schema.label_field, *extra]
-    specs = schema.by_name
-    return pa.table({name: _from_values([r.get(name) for r in records], specs.get(name)) for name in names})
+    return pa.table({name: _from_values([r.get(name) for r in records], _kind(name, schema)) for name in names})
 
+
+def _kind(name: str, schema: Schema) -> str:
+    """How loose Python values of this field turn into text when a column mixes types."""
+    if name == schema.id_field:
+        return "id"
+    if name == schema.label_field:
+        return "label"
+    spec = schema.by_name.get(name)
+    if spec is None or spec.is_numeric:
+        return "number"
+    return "yesno" if "Yes" in spec.values and "No" in spec.values else "category"
 
 
 def _columns(data: Data, schema: Schema, require_label: bool) -> tuple[dict[str, pa.Array], int, Any]:
     """Each field the schema needs as one Arrow array (all-null where the input lacks it)."""
     wanted = [schema.id_field, *schema.feature_names] + ([schema.label_field] if require_label else [])
-    specs = schema.by_name
     if isinstance(data, pa.Table):
         n = data.num_rows
         got = {name: _plain(data.column(name)) for name in wanted if name in data.column_names}
         records: Any = data
     elif hasattr(data, "columns") and hasattr(data, "iloc"):  # pandas DataFrame, duck-typed
         n = len(data)
-        got = {name: _from_values(data[name], specs.get(name)) for name in wanted if name in data.columns}
+        got = {}
+        for name in wanted:
+            if name in data.columns:
+                column = data[name]
+                values = column.tolist() if column.dtype == object else column
+                got[name] = _from_values(values, _kind(name, schema))
         records = data
     elif isinstance(data, (list, tuple)):
         n = len(data)
         for i, item in enumerate(data):
             if not isinstance(item, dict):
                 raise InvalidInput(f"record {i} is a {type(item).__name__}, not an object", row=i)
-        got = {name: _from_values([r.get(name) for r in data], specs.get(name)) for name in wanted}
+        got = {name: _from_values([r.get(name) for r in data], _kind(name, schema)) for name in wanted}
         records = data
     else:
         raise InvalidInput(f"cannot validate a {type(data).__name__}: give a table, DataFrame or list of objects")
@@ -136,24 +150,49 @@ def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return array
 
 
-def _from_values(values: Any, spec: FeatureSpec | None) -> pa.Array:
+def _from_values(values: Any, kind: str) -> pa.Array:
     """An Arrow array from Python values; mixed types fall back to a string column."""
+    if isinstance(values, list) and _mixes_bools(values):
+        # Arrow would read [29.85, True] as floats: a bool among other values is never a number.
+        return pa.array([_as_text(v, kind) for v in values], pa.string())
     try:
         return _plain(pa.array(values, from_pandas=True))
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        yes_no = spec is not None and "Yes" in spec.values and "No" in spec.values
-        return pa.array([_as_text(v, yes_no) for v in values], pa.string())
+        return pa.array([_as_text(v, kind) for v in values], pa.string())
 
 
-def _as_text(value: Any, yes_no: bool) -> str | None:
+def _mixes_bools(values: list[Any]) -> bool:
+    has_bool = has_other = False
+    for value in values:
+        if isinstance(value, (bool, np.bool_)):
+            has_bool = True
+        elif value is not None:
+            has_other = True
+        if has_bool and has_other:
+            return True
+    return False
+
+
+def _as_text(value: Any, kind: str) -> str | None:
+    """One loose value as text the field's check understands; unreadable values get a marker."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    if isinstance(value, bool):
-        return ("Yes" if value else "No") if yes_no else _UNREADABLE
-    if isinstance(value, (int, float, str)):
-        return str(value)
     if isinstance(value, np.generic):
-        return _as_text(value.item(), yes_no)
+        return _as_text(value.item(), kind)
+    if isinstance(value, bool):
+        if kind == "yesno":
+            return "Yes" if value else "No"
+        return ("true" if value else "false") if kind == "label" else _UNREADABLE
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates from JSON: not text anyone meant
+            return _UNREADABLE
+        return value
+    if isinstance(value, int) and kind in ("id", "number", "label"):
+        return str(value)
+    if isinstance(value, float) and kind in ("number", "label"):
+        return repr(value)
     return _UNREADABLE
 
 
@@ -167,6 +206,7 @@ def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def _check_id(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
     codes = np.zeros(n, dtype=np.int8)
     if pa.types.is_string(array.type):
+        codes[_np(pc.fill_null(pc.equal(array, _UNREADABLE), False))] = WRONG_TYPE
         ids = pc.utf8_trim_whitespace(array)
     elif pa.types.is_integer(array.type) or pa.types.is_null(array.type):
         ids = array.cast(pa.string())
@@ -238,7 +278,9 @@ def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Arra
     if pa.types.is_boolean(kind) and "Yes" in spec.values and "No" in spec.values:
         text = pc.if_else(array, "Yes", "No")
     elif pa.types.is_string(kind):
-        text = array
+        unreadable = pc.fill_null(pc.equal(array, _UNREADABLE), False)
+        codes[_np(unreadable)] = WRONG_TYPE
+        text = pc.if_else(unreadable, pa.scalar(None, pa.string()), array)
     elif pa.types.is_null(kind):
         text = pa.nulls(n, pa.string())
     else:
@@ -265,7 +307,8 @@ def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Arra
     if not spec.nullable:
         codes[~present & (codes == OK)] = MISSING
     ok = codes == OK
-    safe_index = np.where(ok & present, np.nan_to_num(index_np.astype(np.float64), nan=0), 0).astype(np.int8)
+    code_type = np.int8 if len(spec.values) <= 127 else np.int32
+    safe_index = np.where(ok & present, np.nan_to_num(index_np.astype(np.float64), nan=0), 0).astype(code_type)
     indices = pa.array(safe_index, mask=~(ok & present))
     return pa.DictionaryArray.from_arrays(indices, allowed), codes
 
@@ -346,6 +389,8 @@ def _original(records: Any, row: int) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None  # pandas' NaN means missing, as null does in the other input shapes
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, np.generic):

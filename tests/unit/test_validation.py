@@ -231,49 +231,11 @@ def test_documented_coercions_and_rejections(case: tuple[str, Any, Any]) -> None
 _CATEGORIES = {spec.name for spec in SCHEMA.categorical}
 
 
-def _known_neighbour_bug(field: str, value: Any, neighbour: str) -> str | None:
-    if field == "monthly_charges" and value is True and neighbour == "native":
-        return (
-            "BUG: Arrow infers float64 for [29.85, True], so a bool after a float in a numeric "
-            "column is accepted as 1.0; alone (or first) it is wrong_type"
-        )
-    if field == SCHEMA.label_field:
-        label_is_bool = isinstance(value, bool)
-        mixed = (neighbour == "text" and label_is_bool) or (
-            neighbour == "native" and not label_is_bool and value is not None and value is not _ABSENT
-        )
-        if mixed:
-            return (
-                "BUG: in a label column mixing bools with strings/numbers (e.g. [True, 'No']) every "
-                "bool becomes the unreadable marker and its row is rejected as wrong_type"
-            )
-    if field == SCHEMA.id_field and isinstance(value, (bool, float)):
-        return (
-            "BUG: a bool/float id next to string ids is stringified and accepted ('1.5', or "
-            "'\\x00unreadable' for True); alone it is wrong_type"
-        )
-    yes_no_bool = isinstance(value, bool) and field in _CATEGORIES and "Yes" in SCHEMA.by_name[field].values
-    if (
-        field in _CATEGORIES
-        and value is not None
-        and value is not _ABSENT
-        and not isinstance(value, str)
-        and not yes_no_bool
-    ):
-        return (
-            "BUG (minor): a non-string value (int, dict, bool) in a category column is wrong_type "
-            "alone but unknown_category next to string values"
-        )
-    return None
-
-
 def _neighbour_params() -> list[Any]:
     out = []
     for field, value, expected in CASES:
         for kind in ("native", "text"):
-            reason = _known_neighbour_bug(field, value, kind)
-            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-            out.append(pytest.param(field, value, expected, kind, marks=marks, id=f"{field}={value!r}-{kind}"))
+            out.append(pytest.param(field, value, expected, kind, id=f"{field}={value!r}-{kind}"))
     return out
 
 
@@ -290,12 +252,6 @@ def test_verdict_on_a_value_does_not_depend_on_the_other_rows(
     assert outcome(result, 1, field) == _expected(field, expected)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _from_values falls back to text for a mixed label column and _as_text maps bools to "
-    "the unreadable marker (spec is None for the label), so every bool label is rejected as wrong_type "
-    "as soon as one document holds a string or number label",
-    strict=True,
-)
 def test_bool_labels_are_accepted_when_some_documents_hold_string_labels() -> None:
     rows = [
         record(customer_id="A", churned=True),
@@ -307,28 +263,18 @@ def test_bool_labels_are_accepted_when_some_documents_hold_string_labels() -> No
     assert result.clean.column("churned").to_pylist() == [True, False, True]
 
 
-@pytest.mark.xfail(
-    reason="BUG: pa.array([29.85, True]) infers float64, so a bool that follows a float in a numeric "
-    "field is accepted as 1.0 (False as 0.0) instead of wrong_type",
-    strict=True,
-)
 def test_bool_after_a_float_in_a_numeric_column_is_rejected() -> None:
     result = validate([record(monthly_charges=29.85), record(monthly_charges=True)], SCHEMA)
     assert outcome(result, 1, "monthly_charges") == ("reject", [("monthly_charges", "wrong_type")])
 
 
 def test_bool_before_a_float_in_a_numeric_column_is_rejected() -> None:
-    """The mirror of the known bug: [True, 29.85] rejects the bool (this order works today)."""
+    """The mirror order: [True, 29.85] rejects the bool too."""
     result = validate([record(monthly_charges=True), record(monthly_charges=29.85)], SCHEMA)
     assert outcome(result, 0, "monthly_charges") == ("reject", [("monthly_charges", "wrong_type")])
     assert outcome(result, 1, "monthly_charges") == (CLEAN, 29.85)
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unreadable customer_id (dict/bool) mixed with string ids becomes the clean id "
-    "'\\x00unreadable' instead of a wrong_type rejection; two such rows even share that id",
-    strict=True,
-)
 def test_unreadable_customer_ids_are_rejected_even_next_to_string_ids() -> None:
     rows = [record(customer_id={"$oid": "x"}), record(customer_id="C2"), record(customer_id=["C3"])]
     result = validate(rows, SCHEMA)
@@ -336,12 +282,6 @@ def test_unreadable_customer_ids_are_rejected_even_next_to_string_ids() -> None:
     assert [p[0]["reason"] for p in errors_of(result).values()] == ["wrong_type", "wrong_type"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a string with a lone surrogate (json.loads('\"\\\\ud800\"') yields one) makes "
-    "validate raise UnicodeEncodeError instead of rejecting the row",
-    raises=UnicodeEncodeError,
-    strict=True,
-)
 def test_lone_surrogate_in_a_field_is_rejected_not_raised() -> None:
     data = json.loads('[{"customer_id": "C1", "contract": "\\ud800"}]')
     result = validate([{**BASE, **data[0]}], SCHEMA)
@@ -392,12 +332,6 @@ def test_original_record_of_a_table_row_is_that_row() -> None:
     assert json.loads(result.rejected.column("record")[0].as_py()) == rows[1]
 
 
-@pytest.mark.xfail(
-    reason="BUG: for DataFrame input _original/_jsonable write missing values (NaN) into the "
-    "record JSON as the string 'nan', indistinguishable from a literal 'nan' value; the list "
-    "and Arrow shapes write null",
-    strict=True,
-)
 def test_original_record_of_a_dataframe_row_keeps_missing_values_as_null() -> None:
     rows = [record(customer_id="A", contract=None, total_charges=None), record(customer_id="B", contract="nan")]
     result = validate(pd.DataFrame(rows), SCHEMA)
@@ -696,12 +630,6 @@ def test_seed_fields_are_not_required_by_a_schema_with_other_columns() -> None:
     assert result.clean.num_rows == 1 and result.rejected.num_rows == 0
 
 
-@pytest.mark.xfail(
-    reason="BUG: categories are coded as int8, so a category with more than 128 allowed values "
-    "(e.g. a country column) makes validate raise ArrowIndexError 'Index -56 out of bounds'",
-    raises=pa.ArrowIndexError,
-    strict=True,
-)
 def test_category_with_more_than_128_values_validates() -> None:
     values = [f"c{i:03d}" for i in range(300)]
     schema = Schema.from_dict({"features": [{"name": "country", "type": "category", "values": values}]})
