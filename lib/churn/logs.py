@@ -37,6 +37,7 @@ class TextFormatter(logging.Formatter):
 
 def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
     """Send logs to stdout (containers collect stdout), JSON unless a terminal asks for text."""
+    fmt = fmt.lower()
     if fmt == "auto":
         fmt = "text" if sys.stdout.isatty() else "json"
     handler = logging.StreamHandler(sys.stdout)

@@ -7,6 +7,7 @@ checks it, and casts string overrides against the types the file already has.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -71,17 +72,24 @@ class Params:
             if not isinstance(value, (int, float)) or not 0 < value < 0.5:
                 raise ConfigError(f"split.{key}={value!r} must be a number in (0, 0.5)")
         hp = self.hyperparameters
-        if int(hp.get("n_estimators", 1)) < 1:
-            raise ConfigError(f"model.hyperparameters.n_estimators={hp.get('n_estimators')!r} must be >= 1")
-        if not 0 < float(hp.get("learning_rate", 0.1)) <= 1:
-            raise ConfigError(f"model.hyperparameters.learning_rate={hp.get('learning_rate')!r} must be in (0, 1]")
+        trees = hp.get("n_estimators", 1)
+        if isinstance(trees, bool) or not isinstance(trees, int) or trees < 1:
+            raise ConfigError(f"model.hyperparameters.n_estimators={trees!r} must be an integer >= 1")
+        rate = number("model.hyperparameters.learning_rate", hp.get("learning_rate", 0.1))
+        if not 0 < rate <= 1:
+            raise ConfigError(f"model.hyperparameters.learning_rate={rate!r} must be in (0, 1]")
         if hp.get("class_weight") not in (None, "balanced"):
             raise ConfigError(f"model.hyperparameters.class_weight={hp.get('class_weight')!r} must be balanced or null")
         bands = self.section("scoring").get("risk_bands", {})
         if not isinstance(bands, dict) or not bands:
             raise ConfigError("scoring.risk_bands must map band names to lower bounds")
-        if min(float(v) for v in bands.values()) != 0.0:
+        if min(number(f"scoring.risk_bands.{k}", v) for k, v in bands.items()) != 0.0:
             raise ConfigError("scoring.risk_bands needs one band starting at 0.0")
+        promotion = self.section("promotion")
+        for key in ("min_improvement", "roc_auc_tolerance"):
+            value = number(f"promotion.{key}", promotion.get(key, 0.0))
+            if value < 0:
+                raise ConfigError(f"promotion.{key}={value!r} must be a number >= 0")
 
     def with_overrides(self, overrides: dict[str, Any]) -> Params:
         """A copy with overrides applied: keys are hyperparameter names or dotted paths.
@@ -130,15 +138,27 @@ def cast_like(key: str, value: Any, current: Any) -> Any:
             return int(as_float)
         if isinstance(current, float):
             return float(text)
-        if current is None or isinstance(current, str):
-            if text.lower() in ("null", "none", ""):
-                return None
-            return text
+        if current is None:
+            return None if text.lower() in ("null", "none", "") else text
+        if isinstance(current, str):
+            # "null" is YAML's null (class_weight: null); "none" stays a value (calibration.method: none).
+            return None if text.lower() in ("null", "") else text
     except ValueError as err:
         raise ConfigError(
             f"parameter {key!r}={value!r} is not a valid {type(current).__name__}", key=key
         ) from err
     raise ConfigError(f"parameter {key!r} cannot be overridden from a string", key=key)
+
+
+def number(key: str, value: Any) -> float:
+    """A finite number from params.yaml, or ConfigError naming the key."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{key}={value!r} must be a number", key=key) from err
+    if isinstance(value, bool) or not math.isfinite(result):
+        raise ConfigError(f"{key}={value!r} must be a finite number", key=key)
+    return result
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -33,10 +33,11 @@ def _shares_numeric(values: np.ndarray, edges: list[float]) -> list[float]:
 
 
 def _shares_codes(codes: np.ndarray, n_values: int) -> list[float]:
-    valid = codes[np.isfinite(codes)].astype(np.int64)
-    counts = np.bincount(valid, minlength=n_values)
+    """Shares per category; the last bin counts missing values."""
+    missing = ~np.isfinite(codes)
+    counts = np.bincount(codes[~missing].astype(np.int64), minlength=n_values)
     total = max(codes.size, 1)
-    return [float(c) / total for c in counts]
+    return [float(c) / total for c in counts] + [float(missing.sum()) / total]
 
 
 def build_profile(
@@ -65,7 +66,7 @@ class ProfileCounter:
         self.counts: dict[str, np.ndarray] = {}
         for spec in schema.features:
             ref = profile["features"][spec.name]
-            size = len(ref["edges"]) + 2 if spec.is_numeric else len(ref["values"])
+            size = len(ref["edges"]) + 2 if spec.is_numeric else len(ref["values"]) + 1
             self.counts[spec.name] = np.zeros(size)
         self.score_counts = np.zeros(len(profile["score"]["edges"]) + 1)
         self.rows = 0
@@ -81,8 +82,10 @@ class ProfileCounter:
                 self.counts[spec.name][:-1] += counts
                 self.counts[spec.name][-1] += missing.sum()
             else:
-                valid = values[np.isfinite(values)].astype(np.int64)
-                self.counts[spec.name] += np.bincount(valid, minlength=len(ref["values"]))
+                missing = ~np.isfinite(values)
+                self.counts[spec.name][:-1] += np.bincount(values[~missing].astype(np.int64),
+                                                           minlength=len(ref["values"]))
+                self.counts[spec.name][-1] += missing.sum()
         idx = np.searchsorted(self.profile["score"]["edges"], scores, side="right")
         self.score_counts += np.bincount(idx, minlength=self.score_counts.size)
         self.rows += scores.size

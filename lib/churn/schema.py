@@ -85,6 +85,9 @@ class Schema:
             if len(set(values)) != len(values):
                 raise ConfigError(f"{where} ({item['name']}) repeats a value")
             lo, hi = item.get("min"), item.get("max")
+            for bound, value in (("min", lo), ("max", hi)):
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise ConfigError(f"{where}.{bound}={value!r} ({item['name']}) must be a number")
             if lo is not None and hi is not None and float(lo) > float(hi):
                 raise ConfigError(f"{where} ({item['name']}) has min > max")
             specs.append(
@@ -98,8 +101,9 @@ class Schema:
                 )
             )
         names = [s.name for s in specs]
-        if len(set(names)) != len(names):
-            raise ConfigError("schema.features repeats a name")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"schema.features repeats {', '.join(repeated)}")
         schema = cls(
             features=tuple(specs),
             id_field=str(raw.get("id_field", "customer_id")),

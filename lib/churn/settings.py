@@ -7,6 +7,7 @@ metrics in a Prometheus text file.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -83,13 +84,14 @@ class Settings:
         """Read the environment, apply non-None overrides (CLI flags), check every value."""
         env = os.environ if env is None else env
         types = {f.name: f.type for f in fields(cls)}
+        given = {k: v for k, v in overrides.items() if v is not None}
         values: dict[str, Any] = {}
         for var, attr in ENV.items():
             raw = env.get(var)
-            if raw is None or raw == "":
+            if raw is None or raw == "" or attr in given:
                 continue
             values[attr] = _cast(var, raw, types[attr])
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(given)
         settings = cls(**values)
         settings.check()
         return settings
@@ -103,18 +105,22 @@ class Settings:
             raise ConfigError(f"MONGODB_URI={_redact(self.mongodb_uri)!r} must start with mongodb:// or mongodb+srv://")
         if self.pushgateway_url and urlparse(self.pushgateway_url).scheme not in ("http", "https"):
             raise ConfigError(f"PUSHGATEWAY_URL={self.pushgateway_url!r} must be an http(s) URL")
-        if self.log_format not in ("auto", "json", "text"):
+        if self.log_format.lower() not in ("auto", "json", "text"):
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be auto, json or text")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"SAGEMAKER_BIND_TO_PORT={self.port} is not a port")
-        if self.timeout < 1 or self.workers < 0 or self.threads < 1:
-            raise ConfigError("timeout, workers and threads must be positive")
+        if self.timeout < 1:
+            raise ConfigError(f"SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout} must be >= 1")
+        if self.workers < 0:
+            raise ConfigError(f"SAGEMAKER_MODEL_SERVER_WORKERS={self.workers} must be >= 0 (0: one per core)")
+        if self.threads < 1:
+            raise ConfigError(f"CHURN_THREADS={self.threads} must be >= 1")
         if self.server_threads < 1:
             raise ConfigError(f"CHURN_SERVER_THREADS={self.server_threads} must be >= 1")
         if self.worker_class not in ("gthread", "sync"):
             raise ConfigError(f"CHURN_WORKER_CLASS={self.worker_class!r} must be gthread or sync")
-        if self.model_poll_seconds < 0:
-            raise ConfigError(f"MODEL_POLL_SECONDS={self.model_poll_seconds} must be >= 0")
+        if not math.isfinite(self.model_poll_seconds) or self.model_poll_seconds < 0:
+            raise ConfigError(f"MODEL_POLL_SECONDS={self.model_poll_seconds} must be a finite number >= 0")
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -162,7 +168,10 @@ def _cast(var: str, raw: str, kind: Any) -> Any:
 
 
 def _redact(uri: str) -> str:
+    """The URI with its password (only) replaced by ***."""
     parsed = urlparse(uri)
-    if parsed.password:
-        return uri.replace(parsed.password, "***")
-    return uri
+    if not parsed.password:
+        return uri
+    userinfo, _, host = parsed.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return parsed._replace(netloc=f"{user}:***@{host}").geturl()

@@ -123,13 +123,6 @@ def test_psi_of_no_rows_is_zero_and_empty_bins_stay_finite() -> None:
     assert np.isfinite(value) and value > 1.0
 
 
-@pytest.mark.xfail(
-    reason="BUG: for a category with missing values (nullable category in a custom schema) "
-    "build_profile divides counts by all rows (missing included, no missing bin) while "
-    "ProfileCounter drops NaN codes and psi() normalises by the non-missing count, so the "
-    "reference data against itself gives PSI 0.107 with 30% missing instead of 0",
-    strict=True,
-)
 def test_psi_of_a_nullable_category_against_itself_is_zero() -> None:
     schema = Schema.from_dict(
         {"features": [{"name": "plan", "type": "category", "values": ["a", "b", "c"], "nullable": True}]}

@@ -129,11 +129,6 @@ def test_bad_value_raises_config_error_naming_variable_and_value(env: dict[str, 
     assert named in str(err.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: Settings.check raises the generic 'timeout, workers and threads must be positive' "
-    "without naming the variable or its value",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("var", "value"),
     [("SAGEMAKER_MODEL_SERVER_TIMEOUT", "0"), ("SAGEMAKER_MODEL_SERVER_WORKERS", "-1"), ("CHURN_THREADS", "0")],
@@ -144,11 +139,6 @@ def test_bad_timeout_workers_or_threads_names_the_variable_and_value(var: str, v
     assert f"{var}={value}" in str(err.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: MODEL_POLL_SECONDS=nan passes the '< 0' check (nan comparisons are False) and is "
-    "accepted; the poller would fail later (time.sleep(nan) raises ValueError)",
-    strict=True,
-)
 def test_model_poll_seconds_nan_fails_at_start_up() -> None:
     with pytest.raises(ConfigError, match="MODEL_POLL_SECONDS"):
         Settings.from_env({"MODEL_POLL_SECONDS": "nan"})
@@ -167,12 +157,6 @@ def test_password_in_a_mongo_uri_is_redacted_in_the_error() -> None:
     assert "MONGODB_URI='http://admin:***@db.example:27017/churn'" in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: _redact replaces every occurrence of the password text in the URI, so a short "
-    "password also mangles scheme/host/path: 'http://user:p@host/p' is shown as "
-    "'htt***://user:***@host/***'",
-    strict=True,
-)
 def test_redaction_only_touches_the_password() -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"MONGODB_URI": "http://user:p@host/p"})
