@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def params() -> Params:
-    """The repository's params.yaml, with fewer trees so test models train in a second."""
-    return load_params(REPO / "params.yaml").with_overrides({"n_estimators": "60"})
+    """The repository's params.yaml with a small tree cap and one thread (tests run beside servers)."""
+    return load_params(REPO / "params.yaml").with_overrides({"n_estimators": "60", "model.n_jobs": "1"})
 
 
 @pytest.fixture(scope="session")
