@@ -1,0 +1,285 @@
+"""How raw values become typed Arrow columns, with an error code for every row.
+
+The validator (churn.validation) calls these per field. Typed columns cost a few
+vectorised passes; mixed Python values (MongoDB documents, JSON) fall back to text with a
+marker for values no field accepts, so a value gets the same verdict whatever its
+neighbours are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from churn.errors import InvalidInput
+from churn.schema import FeatureSpec, Schema
+
+OK, MISSING, WRONG_TYPE, OUT_OF_BOUNDS, UNKNOWN_CATEGORY, NOT_FINITE = range(6)
+REASONS = {
+    MISSING: "missing",
+    WRONG_TYPE: "wrong_type",
+    OUT_OF_BOUNDS: "out_of_bounds",
+    UNKNOWN_CATEGORY: "unknown_category",
+    NOT_FINITE: "not_finite",
+}
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_SPECIAL = r"^[+-]?inf(inity)?$"
+_TRUE = ("true", "yes", "1", "1.0", "y", "t")
+_FALSE = ("false", "no", "0", "0.0", "n", "f")
+UNREADABLE = "\x00unreadable"  # marks values of a type no field accepts (dicts, lists)
+
+# -- input shapes ---------------------------------------------------------------------------
+
+
+def to_table(records: Sequence[dict[str, Any]], schema: Schema, extra: Sequence[str] = ()) -> pa.Table:
+    """Raw documents as an Arrow table without judging them: mixed columns become strings.
+
+    Used to snapshot messy sources (MongoDB) to Parquet before validation.
+    """
+    names = [schema.id_field, *schema.feature_names, schema.label_field, *extra]
+    return pa.table({name: _from_values([r.get(name) for r in records], _kind(name, schema)) for name in names})
+
+
+def _kind(name: str, schema: Schema) -> str:
+    """How loose Python values of this field turn into text when a column mixes types."""
+    if name == schema.id_field:
+        return "id"
+    if name == schema.label_field:
+        return "label"
+    spec = schema.by_name.get(name)
+    if spec is None or spec.is_numeric:
+        return "number"
+    return "yesno" if "Yes" in spec.values and "No" in spec.values else "category"
+
+
+def columns_of(data: Any, schema: Schema, require_label: bool) -> tuple[dict[str, pa.Array], int, Any]:
+    """Each field the schema needs as one Arrow array (all-null where the input lacks it)."""
+    wanted = [schema.id_field, *schema.feature_names] + ([schema.label_field] if require_label else [])
+    if isinstance(data, pa.Table):
+        n = data.num_rows
+        got = {name: _plain(data.column(name)) for name in wanted if name in data.column_names}
+        records: Any = data
+    elif hasattr(data, "columns") and hasattr(data, "iloc"):  # pandas DataFrame, duck-typed
+        n = len(data)
+        got = {}
+        for name in wanted:
+            if name in data.columns:
+                column = data[name]
+                values = column.tolist() if column.dtype == object else column
+                got[name] = _from_values(values, _kind(name, schema))
+        records = data
+    elif isinstance(data, (list, tuple)):
+        n = len(data)
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise InvalidInput(f"record {i} is a {type(item).__name__}, not an object", row=i)
+        got = {name: _from_values([r.get(name) for r in data], _kind(name, schema)) for name in wanted}
+        records = data
+    else:
+        raise InvalidInput(f"cannot validate a {type(data).__name__}: give a table, DataFrame or list of objects")
+    columns = {name: got.get(name, pa.nulls(n)) for name in wanted}
+    return columns, n, records
+
+
+def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    if pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
+        array = array.cast(pa.string())
+    return array
+
+
+def _from_values(values: Any, kind: str) -> pa.Array:
+    """An Arrow array from Python values; mixed types fall back to a string column."""
+    if isinstance(values, list) and _mixes_bools(values):
+        # Arrow would read [29.85, True] as floats: a bool among other values is never a number.
+        return pa.array([_as_text(v, kind) for v in values], pa.string())
+    try:
+        return _plain(pa.array(values, from_pandas=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return pa.array([_as_text(v, kind) for v in values], pa.string())
+
+
+def _mixes_bools(values: list[Any]) -> bool:
+    has_bool = has_other = False
+    for value in values:
+        if isinstance(value, (bool, np.bool_)):
+            has_bool = True
+        elif value is not None:
+            has_other = True
+        if has_bool and has_other:
+            return True
+    return False
+
+
+def _as_text(value: Any, kind: str) -> str | None:
+    """One loose value as text the field's check understands; unreadable values get a marker."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return _as_text(value.item(), kind)
+    if isinstance(value, bool):
+        if kind == "yesno":
+            return "Yes" if value else "No"
+        return ("true" if value else "false") if kind == "label" else UNREADABLE
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates from JSON: not text anyone meant
+            return UNREADABLE
+        return value
+    if isinstance(value, int) and kind in ("id", "number", "label"):
+        return str(value)
+    if isinstance(value, float) and kind in ("number", "label"):
+        return repr(value)
+    return UNREADABLE
+
+
+# -- per-field checks -----------------------------------------------------------------------
+
+
+def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def check_id(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    codes = np.zeros(n, dtype=np.int8)
+    if pa.types.is_string(array.type):
+        codes[_np(pc.fill_null(pc.equal(array, UNREADABLE), False))] = WRONG_TYPE
+        ids = pc.utf8_trim_whitespace(array)
+    elif pa.types.is_integer(array.type) or pa.types.is_null(array.type):
+        ids = array.cast(pa.string())
+    else:
+        ids = pa.nulls(n, pa.string())
+        codes[_np(array.is_valid())] = WRONG_TYPE
+    empty = _np(pc.fill_null(pc.equal(ids, ""), True))
+    codes[empty & (codes == OK)] = MISSING
+    return ids, codes
+
+
+def check_feature(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    if spec.is_numeric:
+        return _check_number(spec, array, n)
+    return _check_category(spec, array, n)
+
+
+def _check_number(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    codes = np.zeros(n, dtype=np.int8)
+    kind = array.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        values = array.cast(pa.float64())
+    elif pa.types.is_string(kind):
+        text = pc.utf8_trim_whitespace(array)
+        is_number = pc.match_substring_regex(text, _NUMBER)
+        is_blank = pc.equal(text, "")
+        # "inf"/"nan" spelled out: a float the source could not represent, not a typo.
+        is_special = pc.match_substring_regex(text, _SPECIAL, ignore_case=True)
+        codes[_np(pc.fill_null(is_special, False))] = NOT_FINITE
+        is_blank = pc.or_(is_blank, pc.match_substring_regex(text, "^[+-]?nan$", ignore_case=True))
+        codes[_np(pc.fill_null(pc.invert(pc.or_(pc.or_(is_number, is_blank), is_special)), False))] = WRONG_TYPE
+        values = pc.if_else(is_number, text, pa.scalar(None, pa.string())).cast(pa.float64())
+    elif pa.types.is_null(kind):
+        values = pa.nulls(n, pa.float64())
+    else:  # booleans, timestamps, nested values: never a number
+        codes[_np(array.is_valid())] = WRONG_TYPE
+        values = pa.nulls(n, pa.float64())
+
+    raw = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    null = np.isnan(raw)  # pandas NaN and Arrow nulls both arrive as NaN: both mean missing
+    inf = np.isinf(raw)
+    codes[inf & (codes == OK)] = NOT_FINITE
+    if not spec.nullable:
+        codes[null & (codes == OK)] = MISSING
+    finite = ~null & ~inf
+    if spec.type == "int":
+        with np.errstate(invalid="ignore"):
+            fractional = finite & (np.floor(raw) != raw)
+        codes[fractional & (codes == OK)] = WRONG_TYPE
+    with np.errstate(invalid="ignore"):
+        out_of_bounds = np.zeros(n, dtype=bool)
+        if spec.min is not None:
+            out_of_bounds |= finite & (raw < spec.min)
+        if spec.max is not None:
+            out_of_bounds |= finite & (raw > spec.max)
+    codes[out_of_bounds & (codes == OK)] = OUT_OF_BOUNDS
+
+    clean = np.where(codes == OK, raw, np.nan)
+    result = pa.array(clean, mask=np.isnan(clean))
+    if spec.type == "int":
+        result = pc.cast(result, pa.int64(), safe=False)
+    return result, codes
+
+
+def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    codes = np.zeros(n, dtype=np.int8)
+    allowed = pa.array(spec.values, pa.string())
+    kind = array.type
+    if pa.types.is_boolean(kind) and "Yes" in spec.values and "No" in spec.values:
+        text = pc.if_else(array, "Yes", "No")
+    elif pa.types.is_string(kind):
+        unreadable = pc.fill_null(pc.equal(array, UNREADABLE), False)
+        codes[_np(unreadable)] = WRONG_TYPE
+        text = pc.if_else(unreadable, pa.scalar(None, pa.string()), array)
+    elif pa.types.is_null(kind):
+        text = pa.nulls(n, pa.string())
+    else:
+        codes[_np(array.is_valid())] = WRONG_TYPE
+        text = pa.nulls(n, pa.string())
+
+    index = pc.index_in(text, value_set=allowed)
+    missed = _np(pc.and_(pc.is_null(index), text.is_valid()))
+    if missed.any():
+        # Exact match failed for some: retry those ignoring case and surrounding spaces.
+        folded = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+        if "Yes" in spec.values and "No" in spec.values:
+            # "True"/"False" exported from a boolean column mean Yes/No unambiguously.
+            folded = pc.replace_substring_regex(folded, "^true$", "yes")
+            folded = pc.replace_substring_regex(folded, "^false$", "no")
+        retry = pc.index_in(folded, value_set=pc.utf8_lower(allowed))
+        index = pc.coalesce(index, retry)
+        blank = _np(pc.fill_null(pc.equal(folded, ""), False))
+        text = pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), text)
+    index_np = index.to_numpy(zero_copy_only=False)
+    present = _np(text.is_valid())
+    unknown = present & np.isnan(index_np.astype(np.float64))
+    codes[unknown & (codes == OK)] = UNKNOWN_CATEGORY
+    if not spec.nullable:
+        codes[~present & (codes == OK)] = MISSING
+    ok = codes == OK
+    code_type = np.int8 if len(spec.values) <= 127 else np.int32
+    safe_index = np.where(ok & present, np.nan_to_num(index_np.astype(np.float64), nan=0), 0).astype(code_type)
+    indices = pa.array(safe_index, mask=~(ok & present))
+    return pa.DictionaryArray.from_arrays(indices, allowed), codes
+
+
+def check_label(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    codes = np.zeros(n, dtype=np.int8)
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        labels = array
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        as_float = array.cast(pa.float64())
+        valid = pc.fill_null(pc.is_in(as_float, value_set=pa.array([0.0, 1.0])), False)
+        codes[_np(pc.and_(pc.invert(valid), as_float.is_valid()))] = WRONG_TYPE
+        labels = pc.if_else(valid, pc.equal(as_float, 1.0), pa.scalar(None, pa.bool_()))
+    elif pa.types.is_string(kind):
+        folded = pc.utf8_lower(pc.utf8_trim_whitespace(array))
+        is_true = pc.is_in(folded, value_set=pa.array(_TRUE))
+        is_false = pc.is_in(folded, value_set=pa.array(_FALSE))
+        blank = pc.equal(folded, "")
+        known = pc.or_(is_true, is_false)
+        codes[_np(pc.fill_null(pc.invert(pc.or_(known, blank)), False))] = WRONG_TYPE
+        labels = pc.if_else(known, is_true, pa.scalar(None, pa.bool_()))
+    elif pa.types.is_null(kind):
+        labels = pa.nulls(n, pa.bool_())
+    else:
+        codes[_np(array.is_valid())] = WRONG_TYPE
+        labels = pa.nulls(n, pa.bool_())
+    codes[_np(labels.is_null()) & (codes == OK)] = MISSING
+    return labels, codes
