@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import click
+
 from churn.risk_table import flat_reasons, parse_date
 from churn_jobs.boundary import run_job
 from churn_jobs.cli import Context, pass_context
@@ -91,6 +92,7 @@ def top_rows(store: Any, run_date: Any, limit: int) -> list[dict[str, Any]]:
     """The `limit` riskiest rows across committed shards, reading one part at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from churn.scoring import rank_order
 
     best: pa.Table | None = None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from churn import logs
 from churn.errors import ConfigError
 from churn.params import Params, load_params
@@ -177,11 +178,11 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
         run = batch.ShardRun(model, config, run_date, staging, reasons=flags["reasons"], progress=progress.update)
         run.score_all(score_io.chunks(settings, model.compiled.schema, flags["source"], chunk_rows, db))
         progress.close(run.tally)
+        psi = run.tally.psi()  # before publishing: a failure here must not leave a half-reported run
         written = score_io.publish(settings, run, store, db if use_mongo else None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     run.tally.written = written
-    psi = run.tally.psi()
     metrics = RunMetrics(
         rows_read=run.tally.read,
         rows_scored=run.tally.scored,

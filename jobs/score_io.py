@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
+
 from churn import batch, sharding
 from churn.errors import ConfigError, ModelNotFound, UnavailableService
 from churn.risk_table import to_documents
@@ -41,6 +42,7 @@ def mongo(settings: Settings) -> Any:
 
 def risk_store(settings: Settings) -> Any:
     import pyarrow.fs as pafs
+
     from churn.adapters.object_store import RiskStore, filesystem
 
     options: dict[str, Any] = {}
@@ -72,9 +74,10 @@ def resolve_model(settings: Settings) -> batch.ModelRef:
         return _ref(loaded, loaded.name)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # bounded: MLflow retries for minutes by default
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from mlflow.exceptions import MlflowException
+
     from churn.adapters.registry import ModelRegistry
     from churn_jobs import clients
-    from mlflow.exceptions import MlflowException
 
     name, _, alias = uri[len("models:/") :].partition("@")
     if not alias:
@@ -132,6 +135,7 @@ def chunks(settings: Settings, schema: Schema, source: str | None, chunk_rows: i
 def publish(settings: Settings, run: batch.ShardRun, store: Any, db: Any) -> int:
     """Pass 2 into every sink, then commit: object store manifest, then the MongoDB run marker."""
     import pyarrow.parquet as pq
+
     from churn.adapters.mongo import RiskCollection
     from churn.risk_table import RISK_SCHEMA
 

@@ -9,6 +9,7 @@ histogram and drift counters.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ from churn.profile import ProfileCounter
 from churn.risk_table import REASON_TYPE, RISK_SCHEMA
 from churn.schema import Schema
 from churn.training import feature_arrays
+
+log = logging.getLogger(__name__)
 
 # Upper bounds of the score histogram (Prometheus buckets; +Inf is implied).
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -221,7 +224,18 @@ class Tally:
         return self.rejected / self.read if self.read else 0.0
 
     def psi(self) -> tuple[dict[str, float], float] | None:
-        return self.profile.psi() if self.profile is not None and self.profile.rows else None
+        """Drift against the model's reference profile; None (with a warning) if it cannot be compared.
+
+        A profile saved by an older trainer may bin differently: drift is a diagnostic, and
+        must not stop the morning's list from being published.
+        """
+        if self.profile is None or not self.profile.rows:
+            return None
+        try:
+            return self.profile.psi()
+        except (ValueError, KeyError) as err:
+            log.warning("drift not computed: the reference profile does not match", extra={"error": str(err)})
+            return None
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+
 from churn.adapters.object_store import RiskStore, filesystem
 from churn.errors import ConfigError, UnavailableService
 from churn.risk_table import RISK_SCHEMA

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+
 from churn import generator, scoring
 from churn.adapters.model_format import LoadedModel
 from churn.batch import ModelRef, ShardRun

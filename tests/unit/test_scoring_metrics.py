@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from churn.adapters.pushgateway import MetricsSink, RunMetrics
 from prometheus_client.parser import text_string_to_metric_families
+
+from churn.adapters.pushgateway import MetricsSink, RunMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 

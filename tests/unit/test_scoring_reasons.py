@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from churn import treeshap
 from churn.adapters.model_format import LoadedModel
 from churn.compiled import CompiledModel

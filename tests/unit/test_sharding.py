@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from churn import sharding
 
 IDS = pa.array([f"C{i:08d}" for i in range(20_000)] + ["", "é-ünïcode", "x" * 40, "42"])
