@@ -1,8 +1,10 @@
 """gunicorn configuration for `serve`: options from the one Settings object, and the process hooks.
 
 Worker class gthread (measured; see bench/bench_serving.py): it keeps connections alive, where
-the sync worker closes every one. The app is preloaded (imports shared copy-on-write), but each
-worker loads its model in its own thread after the fork, so /ping answers 503 until it is ready.
+the sync worker closes every one. No preload: importing pyarrow starts a jemalloc background
+thread, and forking a threaded master deadlocked a worker in tests; so the master imports only
+gunicorn and settings, and each worker imports the stack and loads its model in its own thread
+(/ping answers 503 until it is ready).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from churn.settings import Settings
 
 log = logging.getLogger("churn.serve")
+WORKER_CLASSES = {"gthread": "churn_serve.worker.DrainingThreadWorker", "sync": "sync"}
 KEEPALIVE_SECONDS = 5  # idle connections also hold up a SIGTERM drain this long at most
 
 
@@ -33,13 +36,13 @@ def options(settings: Settings) -> dict[str, Any]:
     chosen: dict[str, Any] = {
         "bind": [f"0.0.0.0:{settings.port}"],
         "workers": worker_count(settings),
-        "worker_class": settings.worker_class,
+        "worker_class": WORKER_CLASSES[settings.worker_class],
         # gunicorn turns a sync worker with threads into gthread: sync means one thread.
         "threads": settings.server_threads if settings.worker_class == "gthread" else 1,
         "timeout": settings.timeout,
         "graceful_timeout": settings.timeout,  # SIGTERM: in-flight requests get this long to finish
         "keepalive": KEEPALIVE_SECONDS,
-        "preload_app": True,
+        "preload_app": False,
         "accesslog": None,  # the request metrics cover it; a log line per request costs latency
         "errorlog": "-",
         "loglevel": "info",

@@ -7,12 +7,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from churn.adapters import model_format
-from churn.adapters.model_format import LoadedModel
 from churn.errors import ConfigError
 from churn.settings import Settings
+
+if TYPE_CHECKING:  # the master process must not import pyarrow or mlflow: see gunicorn_conf
+    from churn.adapters.model_format import LoadedModel
 
 SERVING_THREADS = 1  # one row per request: LightGBM threads only add overhead; workers cover the cores
 
@@ -55,6 +56,8 @@ class DirectorySource:
     def load(self) -> LoadedModel:
         from mlflow.models import Model
 
+        from churn.adapters import model_format
+
         run_id = Model.load(str(self.path)).run_id or ""
         loaded = model_format.load(self.path, n_threads=SERVING_THREADS, name=self.name, run_id=run_id)
         loaded.version = str(loaded.metadata.get("model_version") or loaded.version)
@@ -71,8 +74,9 @@ class RegistrySource:
 
     def __init__(self, tracking_uri: str, name: str, alias: str) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        from churn.adapters.registry import ModelRegistry
         from mlflow import MlflowClient
+
+        from churn.adapters.registry import ModelRegistry
 
         self.registry = ModelRegistry(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), name)
         self.alias = alias

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from churn import logs
 from churn.errors import ChurnError, ConfigError, mapping_for
 from churn.settings import Settings
@@ -33,6 +34,7 @@ def run(settings: Settings) -> None:
 
 
 def _application(settings: Settings) -> Any:
+    """Check everything that can be checked cheaply, here in the master; build the app per worker."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="churn-prometheus-")
@@ -44,15 +46,12 @@ def _application(settings: Settings) -> Any:
     if values.ValueClass is values.MutexValue:
         raise ConfigError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
 
-    from churn.invocations import ServingOptions
-    from churn.params import load_params
-    from churn_serve.app import create_app
-    from churn_serve.metrics import Metrics
-    from churn_serve.model_holder import ModelHolder
-    from churn_serve.model_sources import source_for
     from gunicorn.app.base import BaseApplication
 
-    options = ServingOptions.from_params(load_params(settings.params_path))
+    from churn.params import load_params
+    from churn_serve.model_sources import source_for
+
+    params = load_params(settings.params_path)  # a bad params file fails here, not in every worker
     source = source_for(settings)
     log.info("model source", extra={"source": source.description, "poll_seconds": settings.model_poll_seconds})
 
@@ -62,13 +61,19 @@ def _application(settings: Settings) -> Any:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
+            """Runs in each worker (no preload): pyarrow, LightGBM and mlflow are imported after the fork."""
+            from churn.invocations import ServingOptions
+            from churn_serve.app import create_app
+            from churn_serve.metrics import Metrics
+            from churn_serve.model_holder import ModelHolder
+
             metrics = Metrics()
             holder = ModelHolder(
                 source,
                 settings.model_poll_seconds,
                 on_swap=lambda m: metrics.model_loaded(m.loaded.name, m.loaded.version, m.loaded.run_id),
             )
-            return create_app(holder, options, metrics)
+            return create_app(holder, ServingOptions.from_params(params), metrics)
 
     return ServeApplication()
 
