@@ -106,13 +106,14 @@ def csv_body(records: list[dict[str, Any]], header: bool) -> str:
     return out.getvalue()
 
 
-RECORDS = [{**RECORD, "tenure": t, "contract": c} for t, c in ((1, "Month-to-month"), (24, "One year"), (60, "Two year"))]
+RECORDS = [{**RECORD, "tenure": t, "contract": c}
+           for t, c in ((1, "Month-to-month"), (24, "One year"), (60, "Two year"))]
+ROWS = [[r[f] for f in FEATURES] for r in RECORDS]
 BODIES: dict[str, tuple[str, Any]] = {
     "json list": ("application/json", RECORDS),
     "json instances": ("application/json", {"instances": RECORDS}),
     "json dataframe_records": ("application/json", {"dataframe_records": RECORDS}),
-    "json dataframe_split": ("application/json",
-                             {"dataframe_split": {"columns": FEATURES, "data": [[r[f] for f in FEATURES] for r in RECORDS]}}),
+    "json dataframe_split": ("application/json", {"dataframe_split": {"columns": FEATURES, "data": ROWS}}),
     "csv with header": ("text/csv", csv_body(RECORDS, header=True)),
     "csv without header": ("text/csv", csv_body(RECORDS, header=False)),
     "json lines": ("application/jsonlines", "\n".join(json.dumps(r) for r in RECORDS)),
