@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from churn.adapters.model_format import LoadedModel
 from churn.record_path import RecordEncoder
 from churn.schema import FeatureSpec, Schema
 from churn.validation import validate
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 TOLERANCE = 1e-9
 
