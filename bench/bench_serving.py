@@ -56,6 +56,7 @@ def free_port() -> int:
 def train_model(directory: Path) -> Path:
     """A small model in MLflow format, as the test fixtures build it."""
     import pyarrow as pa
+
     from churn import generator, training
     from churn.adapters import model_format
     from churn.model import to_frame

@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
 from churn.errors import ChurnError, mapping_for
 from churn.invocations import ServingOptions
 from churn_serve.metrics import Metrics
 from churn_serve.model_holder import ModelHolder
 from churn_serve.views import bp
-from flask import Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger("churn.serve")
 OPENAPI = Path(__file__).with_name("openapi.yaml")  # package data beside this module

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Blueprint, Response, current_app, request
+
 from churn.errors import PayloadTooLarge
 from churn.invocations import ServingOptions, invocations, reasons_wanted
 from churn_serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from churn_serve.metrics import Metrics
 from churn_serve.model_holder import ModelHolder
-from flask import Blueprint, Response, current_app, request
 
 bp = Blueprint("churn", __name__)
 _CHUNK = 64 * 1024
