@@ -203,10 +203,10 @@ def test_with_overrides_casts_strings_to_the_type_the_key_has(
 
 def test_with_overrides_leaves_the_original_untouched(params: Params) -> None:
     before = copy.deepcopy(params.raw)
-    new = params.with_overrides({"n_estimators": "301", "calibration.method": "sigmoid"})
+    new = params.with_overrides({"n_estimators": "301", "calibration.method": "isotonic"})
     assert params.raw == before
     assert new.hyperparameters["n_estimators"] == 301 != params.hyperparameters["n_estimators"]
-    assert new.section("calibration")["method"] == "sigmoid" != params.section("calibration")["method"]
+    assert new.section("calibration")["method"] == "isotonic" != params.section("calibration")["method"]
 
 
 def test_calibration_method_none_can_be_chosen_by_override(params: Params) -> None:
