@@ -113,3 +113,28 @@ def test_registered_versions_carry_metrics_params_and_lineage(tmp_path, settings
     assert {"model", "plots", "metrics"} <= artifacts
     plots = {Path(a.path).name for a in client.list_artifacts(version.run_id, "plots")}
     assert {"roc.png", "pr.png", "calibration.png", "confusion_matrix.png", "feature_importance.png"} <= plots
+
+
+def test_model_list_and_rollback_commands_show_and_move_the_alias(tmp_path, settings, params, labelled, monkeypatch):
+    from click.testing import CliRunner
+
+    from churn_jobs.cli import cli
+
+    first = run_pipeline(tmp_path / "a", settings, params, labelled, shuffle=4)
+    second = run_pipeline(tmp_path / "b", settings, params, labelled)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("CHURN_MODEL_NAME", settings.model_name)
+    runner = CliRunner()
+
+    listed = runner.invoke(cli, ["--log-format", "text", "model", "list"])
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line for line in listed.output.splitlines()[1:] if line.strip()}
+    assert "production" in rows[second["version"]] and "promoted" in rows[second["version"]]
+    assert "production" not in rows[first["version"]]
+
+    rolled = runner.invoke(cli, ["--log-format", "text", "model", "rollback"])
+    assert rolled.exit_code == 0, rolled.output
+    assert f"version {second['version']} -> version {first['version']}" in rolled.output
+
+    again = runner.invoke(cli, ["--log-format", "text", "model", "rollback"])
+    assert again.exit_code == 3  # nothing earlier to roll back to: a clear refusal, not a crash

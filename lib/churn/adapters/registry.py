@@ -66,7 +66,14 @@ class ModelRegistry:
 
     def versions(self) -> list[VersionInfo]:
         found = self.client.search_model_versions(f"name='{self.name}'")
-        return sorted((self._info(mv) for mv in found), key=lambda v: int(v.version))
+        if not found:
+            return []
+        # Search results leave aliases out; the registered model holds the alias map.
+        aliases: dict[str, list[str]] = {}
+        for alias, version in dict(self.client.get_registered_model(self.name).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        infos = (self._info(mv, tuple(sorted(aliases.get(str(mv.version), [])))) for mv in found)
+        return sorted(infos, key=lambda v: int(v.version))
 
     def rollback(self) -> tuple[str, str]:
         """Move `production` back to the version that held it before; returns (from, to)."""
@@ -106,7 +113,7 @@ class ModelRegistry:
             local, n_threads=n_threads, name=self.name, version=info.version, run_id=info.run_id, source=str(mv.source)
         )
 
-    def _info(self, mv: Any) -> VersionInfo:
+    def _info(self, mv: Any, aliases: tuple[str, ...] | None = None) -> VersionInfo:
         metrics: dict[str, float] = {}
         if mv.run_id:
             try:
@@ -116,7 +123,7 @@ class ModelRegistry:
         return VersionInfo(
             version=str(mv.version),
             run_id=str(mv.run_id or ""),
-            aliases=tuple(getattr(mv, "aliases", []) or []),
+            aliases=aliases if aliases is not None else tuple(getattr(mv, "aliases", []) or []),
             metrics=metrics,
             tags=dict(mv.tags or {}),
             created=int(mv.creation_timestamp or 0),
