@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from churn.errors import PayloadTooLarge
+from churn.errors import InvalidInput, PayloadTooLarge
 from churn.invocations import ServingOptions, invocations, reasons_wanted
 from churn_serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from churn_serve.metrics import Metrics
@@ -70,7 +70,10 @@ def _read_body(limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = stream.read(_CHUNK)
+        try:
+            chunk = stream.read(_CHUNK)
+        except Exception as err:  # broken chunked encoding, a client that hung up: the request is bad
+            raise InvalidInput(f"the request body could not be read: {type(err).__name__}") from err
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
