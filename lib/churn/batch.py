@@ -1,10 +1,10 @@
 """One shard of a nightly run, in two streaming passes over local staging files.
 
-Pass 1 validates and scores each chunk, stages the risk rows (Arrow IPC, a memcpy to write
-and a memory map to read) and the rejected records (Parquet), and keeps only what the
-rank needs. Between the passes the reject share is checked and ranks are computed. Pass 2
-streams the staged rows back with their ranks for the sinks. Memory stays one chunk plus
-about 30 bytes a customer, whatever the number of customers.
+Pass 1 validates and scores each chunk and stages the risk rows (Arrow IPC: a memcpy to
+write, column-selective to read) and the rejected records (Parquet), keeping nothing per
+row. Then the reject share is checked, and ranks come from the staged (probability, id)
+columns alone. Pass 2 streams the staged rows back with their ranks for the sinks. Memory
+is a few chunks plus, while ranking, about 30 bytes a customer.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -37,6 +38,8 @@ from churn.validation import validate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+pool = pa.default_memory_pool()
+KEY_SCHEMA = pa.schema([RISK_SCHEMA.field("customer_id"), RISK_SCHEMA.field("churn_probability")])
 
 
 def file_chunks(path: Path, schema: Schema, chunk_rows: int) -> Iterator[pa.Table]:
@@ -67,7 +70,8 @@ def _parquet_batches(file: Path, wanted: list[str], few_valued: list[str], chunk
     present = [name for name in wanted if name in arrow.names]
     # Status and category text read as dictionaries: no string per row to build (5x faster reads).
     text = [n for n in few_valued if n in arrow.names and pa.types.is_string(arrow.field(n).type)]
-    reader = pq.ParquetFile(file, read_dictionary=text)
+    # pre_buffer off: with it on, the reader keeps every row group's raw bytes it has read.
+    reader = pq.ParquetFile(file, read_dictionary=text, pre_buffer=False)
     yield from reader.iter_batches(batch_size=chunk_rows, columns=present)
 
 
@@ -151,8 +155,8 @@ class ShardRun:
         schema = model.compiled.schema
         profile = ProfileCounter(schema, model.reference_profile) if model.reference_profile else None
         self.tally = scoring.Tally(config, schema, profile)
-        self.ranker = scoring.Ranker()
         self.rows_path = staging / "risk.arrow"
+        self.keys_path = staging / "rank-keys.arrow"  # (customer_id, churn_probability): what ranking reads
         self.quarantine_path = staging / "quarantine.parquet"
         self.started = time.monotonic()
 
@@ -160,15 +164,21 @@ class ShardRun:
         """Pass 1: every chunk validated, scored and staged; fails on too many rejects."""
         schema = self.model.compiled.schema
         quarantine: pq.ParquetWriter | None = None
-        with pa.OSFile(str(self.rows_path), "wb") as sink, ipc.new_file(sink, RISK_SCHEMA) as rows:
+        with (
+            pa.OSFile(str(self.rows_path), "wb") as sink,
+            ipc.new_file(sink, RISK_SCHEMA) as rows,
+            pa.OSFile(str(self.keys_path), "wb") as key_sink,
+            ipc.new_file(key_sink, KEY_SCHEMA) as keys,
+        ):
             for result in _prefetch(validate(chunk, schema) for chunk in chunks):
                 scored = scoring.score(result.clean, self.model.compiled, self.config, self.run, self.reasons)
                 rows.write_table(scored.table)
-                self.ranker.add(scored.probability, result.clean.column(schema.id_field))
+                keys.write_table(scored.table.select(list(KEY_SCHEMA.names)))
                 if result.rejected.num_rows:
                     quarantine = quarantine or pq.ParquetWriter(str(self.quarantine_path), QUARANTINE_SCHEMA)
                     quarantine.write_table(self._quarantine_rows(result.rejected))
                 self.tally.add(scored, result.clean, result.rejected.num_rows)
+                pool.release_unused()  # hand freed chunk memory back, so RSS tracks the live chunk
                 if self.progress:
                     self.progress(self.tally)
         if quarantine is not None:
@@ -204,14 +214,24 @@ class ShardRun:
 
     def ranked(self) -> Iterator[pa.Table]:
         """Pass 2: the staged rows, chunk by chunk, with their ranks across the whole shard."""
-        ranks = self.ranker.ranks()
-        offset = 0
-        with pa.memory_map(str(self.rows_path)) as source:
+        ranks = scoring.ranks(self._keys, self.tally.scored)
+        # Plain reads, not a memory map: mapped pages would stay resident and grow with the run.
+        with pa.OSFile(str(self.rows_path)) as source:
             reader = ipc.open_file(source)
+            offset = 0
             for i in range(reader.num_record_batches):
                 batch = pa.Table.from_batches([reader.get_batch(i)])
                 yield scoring.with_rank(batch, ranks[offset : offset + batch.num_rows])
                 offset += batch.num_rows
+                pool.release_unused()
+
+    def _keys(self) -> Iterator[tuple[np.ndarray, pa.Array]]:
+        """The staged (probability, id) of every row, chunk by chunk, for the external rank."""
+        with pa.OSFile(str(self.keys_path)) as source:
+            reader = ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                yield batch.column(1).to_numpy(), batch.column(0)
 
     def quarantine_documents(self, limit: int = 10_000) -> Iterator[list[dict[str, Any]]]:
         """Rejected records as MongoDB documents (record and errors parsed back from JSON)."""

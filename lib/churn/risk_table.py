@@ -22,7 +22,7 @@ RISK_SCHEMA = pa.schema(
         ("churn_prediction", pa.bool_()),
         ("risk_band", pa.string()),
         # 1 = riskiest; order: churn_probability desc, customer_id asc. Within one shard of a
-        # sharded run (see scoring.Ranker); readers rank across shards by the same order.
+        # sharded run (see scoring.ranks); readers rank across shards by the same order.
         ("rank", pa.int64()),
         ("revenue_at_risk", pa.float64()),
         # Top reasons (largest |TreeSHAP contribution| first) for customers at or above the

@@ -81,14 +81,26 @@ def test_reasons_off_leaves_every_reason_null(
 
 
 def test_rank_orders_by_probability_then_customer_id_and_is_dense() -> None:
-    ranker = scoring.Ranker()
-    ranker.add(np.array([0.5, 0.9]), pa.array(["C3", "C1"]))
-    ranker.add(np.array([0.5, 0.1, 0.5]), pa.array(["C2", "C5", "C0"]))
+    chunks = [(np.array([0.5, 0.9]), pa.array(["C3", "C1"])), (np.array([0.5, 0.1, 0.5]), pa.array(["C2", "C5", "C0"]))]
 
-    ranks = ranker.ranks()
+    ranks = scoring.ranks(lambda: iter(chunks), 5)
 
     # 0.9 C1 -> 1; the 0.5 tie breaks by id: C0, C2, C3; then 0.1 C5.
     assert ranks.tolist() == [4, 1, 3, 5, 2]
+
+
+@pytest.mark.parametrize("bucket_rows", [1, 7, 100, 10_000])
+def test_external_rank_equals_one_in_memory_sort_for_any_bucket_size(bucket_rows: int) -> None:
+    rng = np.random.default_rng(4)
+    probability = np.round(rng.beta(0.5, 2.0, 3_000), 2)  # few distinct values: big tie groups
+    probability[:5] = [0.0, 1.0, 1e-300, 0.5, 0.5]
+    ids = pa.array([f"C{i:05d}" for i in rng.permutation(3_000)])
+    chunks = [(probability[i : i + 400], ids.slice(i, 400)) for i in range(0, 3_000, 400)]
+
+    ranks = scoring.ranks(lambda: iter(chunks), 3_000, bucket_rows=bucket_rows)
+
+    table = pa.table({"churn_probability": probability, "customer_id": ids, "rank": ranks})
+    assert scoring.rank_order(table).column("rank").to_pylist() == list(range(1, 3_001))
 
 
 def test_tally_counts_bands_buckets_and_rejects(
