@@ -100,10 +100,11 @@ def score(parsed: payloads.Parsed, model: ServingModel, options: ServingOptions,
     encoded = model.encoder.encode(parsed.records[0]) if parsed.single and parsed.records else None
     if encoded is not None:
         x, ids = encoded.row, [encoded.customer_id or ""]
+        probability = model.scorer.probability(x)
     else:
         clean = _validated(parsed, model)
         x, ids = compiled.matrix(clean), clean.column(model.schema.id_field).to_pylist()
-    probability = compiled.probability(x)
+        probability = compiled.probability(x)
     names = options.scoring.band_names
     return answers.Scores(
         probability=probability,

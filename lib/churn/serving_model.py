@@ -17,6 +17,7 @@ from churn.errors import InvalidModel
 from churn.model import to_frame
 from churn.record_path import RecordEncoder
 from churn.schema import Schema
+from churn.single_row import SingleRowScorer
 from churn.validation import validate
 
 PROBE_TOLERANCE = 1e-9
@@ -28,6 +29,7 @@ class ServingModel:
 
     loaded: LoadedModel
     encoder: RecordEncoder
+    scorer: SingleRowScorer
 
     @property
     def schema(self) -> Schema:
@@ -37,7 +39,7 @@ class ServingModel:
     def prepare(cls, loaded: LoadedModel) -> ServingModel:
         """Build the encoder and check the model on probe records; InvalidModel if it fails."""
         try:
-            served = cls(loaded, RecordEncoder(loaded.compiled))
+            served = cls(loaded, RecordEncoder(loaded.compiled), SingleRowScorer(loaded.compiled))
             for record in probe_records(loaded):
                 served._probe(record)
         except InvalidModel:
@@ -52,7 +54,7 @@ class ServingModel:
         checked = validate([record], self.schema)
         if encoded is None or checked.clean.num_rows != 1:
             raise InvalidModel(f"model {self.loaded.version}: the probe record {record} does not validate")
-        fast = float(compiled.probability(encoded.row)[0])
+        fast = float(self.scorer.probability(encoded.row)[0])
         general = float(compiled.probability(compiled.matrix(checked.clean))[0])
         reference = float(self.loaded.trained.predict_proba(to_frame(checked.clean, self.schema))[0])
         if not (0.0 <= fast <= 1.0 and math.isfinite(fast)):

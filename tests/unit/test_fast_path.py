@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from churn.adapters.model_format import LoadedModel
 from churn.record_path import RecordEncoder
 from churn.schema import FeatureSpec, Schema
+from churn.single_row import SingleRowScorer
 from churn.validation import validate
 
 TOLERANCE = 1e-9
@@ -52,9 +53,17 @@ def pipeline_probabilities(model: LoadedModel, records: list[dict[str, Any]]) ->
 
 
 def fast_probability(model: LoadedModel, encoder: RecordEncoder, record: dict[str, Any]) -> float:
+    """What a single-record request is answered with: encoder, then the single-row scorer."""
     encoded = encoder.encode(record)
     assert encoded is not None, f"the fast path refused a clean record: {record}"
-    return float(model.compiled.probability(encoded.row)[0])
+    return float(scorer(model).probability(encoded.row)[0])
+
+
+_SCORERS: dict[int, SingleRowScorer] = {}
+
+
+def scorer(model: LoadedModel) -> SingleRowScorer:
+    return _SCORERS.setdefault(id(model), SingleRowScorer(model.compiled))
 
 
 # -- probabilities equal the Pipeline's ---------------------------------------------------------
@@ -210,3 +219,11 @@ def test_plain_records_take_the_fast_path(encoder: RecordEncoder, schema: Schema
 def test_doubtful_values_fall_back_to_the_validator(encoder: RecordEncoder, schema: Schema, field: str,
                                                      value: Any) -> None:
     assert encoder.encode({**typical(schema), field: value}) is None
+
+
+def test_single_row_margins_equal_booster_predict_bit_for_bit(loaded_model: LoadedModel, splits: Any) -> None:
+    compiled = loaded_model.compiled
+    x = compiled.matrix(splits.test.slice(0, 300))
+    expected = compiled.margin(x)
+    got = np.array([scorer(loaded_model).margin(np.ascontiguousarray(x[i:i + 1])) for i in range(x.shape[0])])
+    np.testing.assert_array_equal(got, expected)
