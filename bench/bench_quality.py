@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
 from churn import evaluation, generator, training
 from churn.model import labels
 from churn.params import Params, load_params

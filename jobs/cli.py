@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from churn import logs
 from churn.params import Params, load_params
 from churn.settings import Settings

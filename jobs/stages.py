@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from churn import files, training
 from churn.adapters import model_format
 from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry

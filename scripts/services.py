@@ -255,7 +255,9 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return hook
 
 
-def _launch(name: str, argv: Sequence[str], data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+def _launch(
+    name: str, argv: Sequence[str], data_dir: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start `argv` in its own session with output to `data_dir/<name>.log`."""
     log_path = data_dir / f"{name}.log"
     with open(log_path, "ab") as log:

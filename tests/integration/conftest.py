@@ -20,7 +20,7 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
 if str(SCRIPTS_DIR) not in sys.path:
     sys.path.insert(0, str(SCRIPTS_DIR))
 
-import services  # lives in scripts/, put on the path just above
+import services  # noqa: E402  (lives in scripts/, put on the path just above)
 
 if TYPE_CHECKING:
     import pyarrow.fs

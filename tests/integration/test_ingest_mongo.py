@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+
 from churn import files, generator
 from churn.adapters.mongo import CustomerStore
 from churn.settings import Settings

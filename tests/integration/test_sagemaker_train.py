@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from churn import generator
 from churn.adapters import model_format
 

@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.fs
 import pyarrow.parquet as pq
 import pytest
-import services
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
+
+import services
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient

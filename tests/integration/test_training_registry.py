@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from churn import files, generator
 from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry
 from churn.params import Params

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from churn import errors
 from churn.errors import (
     EXIT_BAD_INPUT,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from churn.evaluation import metrics, write_plots
 
 # Four customers: the classic ROC example (AUC 0.75).

@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
 from churn.generator import (
     CATEGORIES,
     CONTRACTS,
@@ -30,7 +32,6 @@ from churn.generator import (
     write_csv,
     write_parquet,
 )
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 
 def _table(config: GeneratorConfig) -> pa.Table:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from churn.errors import ConfigError
 from churn.params import Params, cast_like, default_params_path, load_params
 from churn.schema import FeatureSpec, Schema

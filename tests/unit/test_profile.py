@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from churn.profile import ProfileCounter, build_profile, psi
 from churn.schema import Schema
 

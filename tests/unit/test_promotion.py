@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from churn.params import load_params
 from churn.promotion import Decision, Rule, decide
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
+
 from churn.errors import ConfigError
 from churn.settings import ENV, Settings
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
 from churn import evaluation, generator, training, tuning
 from churn.model import build_classifier, build_encoder, fit_classifier, labels, to_frame
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 
 def small(params, n=1_500, seed=4):

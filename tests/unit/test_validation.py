@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from churn import generator
 from churn.errors import InvalidInput
 from churn.params import Params, load_params
 from churn.schema import Schema
 from churn.validation import REJECTED_SCHEMA, ValidationResult, describe, validate
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SCHEMA: Schema = load_params().schema
 
