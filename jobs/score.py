@@ -44,7 +44,10 @@ def _options(command: Any) -> Any:
             help="Parquet/CSV file or directory (default: MongoDB if MONGODB_URI, else data/customers.parquet).",
         ),
         click.option(
-            "--model-uri", default=None, help="models:/NAME@ALIAS, models:/NAME/VERSION or a model directory."
+            "--model-uri",
+            default=None,
+            help="models:/NAME@ALIAS or a model directory "
+            "(default: /opt/ml/model if it holds one, else models:/churn@production).",
         ),
         click.option(
             "--risk-uri", default=None, help="s3://bucket/prefix or a directory (default RISK_TABLE_URI, data/risk)."
