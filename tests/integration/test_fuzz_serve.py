@@ -24,7 +24,7 @@ from serve_harness import RECORD, ServeProcess, start_serve
 OPENAPI = Path(__file__).resolve().parents[2] / "serve" / "openapi.yaml"
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 # Examples per (operation, mode): scoring routes get the most; the rest are GETs without inputs.
-BUDGET = {("POST", "/invocations"): 400, ("POST", "/predict"): 150}
+BUDGET = {("POST", "/invocations"): 300, ("POST", "/predict"): 120}
 OTHERS = 30
 
 
@@ -127,7 +127,7 @@ def hostile_request(draw: st.DrawFn) -> tuple[bytes, str | None, str | None, str
 def test_hypothesis_hostile_requests_never_get_a_server_error(server: ServeProcess, session: requests.Session) -> None:
     sent = []
 
-    @settings(FUZZ, max_examples=1200)
+    @settings(FUZZ, max_examples=1000)
     @given(request=hostile_request())
     def run(request: tuple[bytes, str | None, str | None, str]) -> None:
         body, content_type, accept, route = request
@@ -137,7 +137,7 @@ def test_hypothesis_hostile_requests_never_get_a_server_error(server: ServeProce
         check(response)
 
     run()
-    assert len(sent) >= 1000 and 200 in sent, f"{len(sent)} requests, statuses {set(sent)}"
+    assert len(sent) >= 900 and 200 in sent, f"{len(sent)} requests, statuses {set(sent)}"
 
 
 def test_broken_http_gets_no_server_error_and_the_server_survives(server: ServeProcess) -> None:
