@@ -183,10 +183,22 @@ def ranks(chunks: KeyChunks, n: int, bucket_rows: int = 500_000) -> np.ndarray:
             }
         )
         rows = np.concatenate([r for _, _, r in parts])
-        order = pc.sort_indices(bucket, sort_keys=[("p", "descending"), ("id", "ascending")]).to_numpy()
+        if _ascending(bucket.column("id")):
+            # Ids already in order (MongoDB and generated files usually are): a stable sort on
+            # the probability alone keeps them so, at a fraction of a two-key sort's cost.
+            order = np.argsort(-bucket.column("p").to_numpy(), kind="stable")
+        else:
+            order = pc.sort_indices(bucket, sort_keys=[("p", "descending"), ("id", "ascending")]).to_numpy()
         rank[rows[order]] = np.arange(done + 1, done + size + 1, dtype=np.int32)
         done += size
     return rank
+
+
+def _ascending(ids: pa.ChunkedArray) -> bool:
+    flat = ids.combine_chunks()
+    if len(flat) < 2:
+        return True
+    return bool(pc.all(pc.less_equal(flat.slice(0, len(flat) - 1), flat.slice(1))).as_py())
 
 
 def _coarse(probability: np.ndarray) -> np.ndarray:

@@ -90,11 +90,13 @@ def test_rank_orders_by_probability_then_customer_id_and_is_dense() -> None:
 
 
 @pytest.mark.parametrize("bucket_rows", [1, 7, 100, 10_000])
-def test_external_rank_equals_one_in_memory_sort_for_any_bucket_size(bucket_rows: int) -> None:
+@pytest.mark.parametrize("id_order", ["shuffled", "ascending"])
+def test_external_rank_equals_one_in_memory_sort_for_any_bucket_size(bucket_rows: int, id_order: str) -> None:
     rng = np.random.default_rng(4)
     probability = np.round(rng.beta(0.5, 2.0, 3_000), 2)  # few distinct values: big tie groups
     probability[:5] = [0.0, 1.0, 1e-300, 0.5, 0.5]
-    ids = pa.array([f"C{i:05d}" for i in rng.permutation(3_000)])
+    numbers = rng.permutation(3_000) if id_order == "shuffled" else np.arange(3_000)
+    ids = pa.array([f"C{i:05d}" for i in numbers])
     chunks = [(probability[i : i + 400], ids.slice(i, 400)) for i in range(0, 3_000, 400)]
 
     ranks = scoring.ranks(lambda: iter(chunks), 3_000, bucket_rows=bucket_rows)
