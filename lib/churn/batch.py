@@ -187,9 +187,16 @@ class ShardRun:
         if share > self.config.max_reject_share:
             raise TooManyRejects(
                 f"{self.tally.rejected} of {self.tally.read} customers ({share:.1%}) failed validation, over the "
-                f"limit of {self.config.max_reject_share:.1%}: not publishing (see the quarantine staged at "
-                f"{self.quarantine_path})"
+                f"limit of {self.config.max_reject_share:.1%}: not publishing; most common: {self._top_reasons()}"
             )
+
+    def _top_reasons(self, k: int = 3) -> str:
+        """The most frequent (field, reason) pairs among the rejected rows, for the one-line error."""
+        table = pq.read_table(self.quarantine_path, columns=["field", "reason"])
+        counts = (
+            table.group_by(["field", "reason"]).aggregate([("field", "count")]).sort_by([("field_count", "descending")])
+        )
+        return ", ".join(f"{r['field']} {r['reason']} x{r['field_count']}" for r in counts.slice(0, k).to_pylist())
 
     def _quarantine_rows(self, rejected: pa.Table) -> pa.Table:
         n = rejected.num_rows

@@ -277,6 +277,14 @@ def test_unreachable_s3_fails_non_zero_within_bounded_time(env: dict[str, str], 
     assert mongo_db["churn_risk_runs"].count_documents({}) == 0
 
 
+def test_a_missing_bucket_is_a_configuration_error_exit_3(env: dict[str, str]) -> None:
+    result = run_score({**env, "RISK_TABLE_URI": f"s3://missing-{uuid.uuid4().hex[:8]}/risk"})
+
+    assert result.returncode == 3, result.stdout[-2000:]
+    errors = [line for line in result.stdout.splitlines() if '"level": "error"' in line]
+    assert len(errors) == 1 and "bucket does not exist" in errors[0]
+
+
 def test_the_job_finishes_when_the_pushgateway_is_down(env: dict[str, str], s3_fs: Any, s3_bucket: str) -> None:
     (port,) = services.free_ports(1)
 

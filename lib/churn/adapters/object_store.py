@@ -34,6 +34,7 @@ from churn.risk_table import QUARANTINE_SCHEMA, RISK_SCHEMA
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _BLOCK = 8 << 20
+_NO_BUCKET = ("not found", "does not exist", "nosuchbucket", "no such bucket")
 
 
 class RiskStore:
@@ -67,7 +68,14 @@ class RiskStore:
         """Fail fast (before hours of scoring) when the store is unreachable or not writable."""
 
         def probe() -> None:
-            self.fs.create_dir(self.root, recursive=True)
+            try:
+                self.fs.create_dir(self.root, recursive=True)
+            except OSError as err:
+                text = str(err).lower()
+                if "bucket" in text and any(m in text for m in _NO_BUCKET) and "network_connection" not in text:
+                    # Retrying cannot create it: a configuration problem (exit 3), not an outage.
+                    raise ConfigError(f"risk store {self.root!r}: the bucket does not exist") from err
+                raise
             self.fs.get_file_info(self.root)
 
         self._retry("reach the risk store", probe)
