@@ -181,6 +181,8 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
         run = batch.ShardRun(model, config, run_date, staging, reasons=flags["reasons"], progress=progress.update)
         run.score_all(score_io.chunks(settings, model.compiled.schema, flags["source"], chunk_rows, db))
         progress.close(run.tally)
+        if run.tally.read == 0:
+            log.warning("no active customers in this shard's source: publishing an empty table", extra=where)
         psi = run.tally.psi()  # before publishing: a failure here must not leave a half-reported run
         written = score_io.publish(settings, run, store, db if use_mongo else None)
     finally:
