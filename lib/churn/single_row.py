@@ -29,6 +29,8 @@ class SingleRowScorer:
         self._out = np.zeros(1, dtype=np.float64)
         self._out_len = ctypes.c_int64(0)
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self._out_len_ref = ctypes.byref(self._out_len)
+        self._predict = _LIB.LGBM_BoosterPredictForMatSingleRowFast
         # One config and one output buffer: calls from request threads take turns (~20 us each).
         self._lock = threading.Lock()
         _safe_call(_LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
@@ -46,8 +48,7 @@ class SingleRowScorer:
         if row.shape != (1, len(self.compiled.feature_order)) or row.dtype != np.float64 or not row.flags.c_contiguous:
             raise ValueError(f"expected one C-ordered float64 row, got {row.shape} {row.dtype}")
         with self._lock:
-            _safe_call(_LIB.LGBM_BoosterPredictForMatSingleRowFast(
-                self._config, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(self._out_len), self._out_ptr))
+            _safe_call(self._predict(self._config, ctypes.c_void_p(row.ctypes.data), self._out_len_ref, self._out_ptr))
             return float(self._out[0])
 
     def probability(self, row: np.ndarray) -> np.ndarray:
