@@ -6,6 +6,7 @@ against it, so drift is measured against what the model actually learned from.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -62,10 +63,13 @@ class ProfileCounter:
 
     def __init__(self, schema: Schema, profile: dict[str, Any]) -> None:
         self.schema = schema
-        self.profile = profile
+        self.profile = copy.deepcopy(profile)  # padded below; the caller's copy stays as saved
         self.counts: dict[str, np.ndarray] = {}
         for spec in schema.features:
-            ref = profile["features"][spec.name]
+            ref = self.profile["features"][spec.name]
+            if not spec.is_numeric and len(ref["shares"]) == len(ref["values"]):
+                # Profiles saved before categories had a missing bin: nothing was missing then.
+                ref["shares"] = [*ref["shares"], 0.0]
             size = len(ref["edges"]) + 2 if spec.is_numeric else len(ref["values"]) + 1
             self.counts[spec.name] = np.zeros(size)
         self.score_counts = np.zeros(len(profile["score"]["edges"]) + 1)

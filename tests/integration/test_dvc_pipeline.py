@@ -56,7 +56,7 @@ def test_repro_skips_unchanged_stages_and_reruns_only_downstream_of_a_hyperparam
     assert ran(second) == []
     assert "Data and pipelines are up to date" in second
 
-    set_param(root, ["model", "hyperparameters", "learning_rate"], 0.05)
+    set_param(root, ["model", "hyperparameters", "learning_rate"], 0.0789)  # differs from params.yaml
     third = dvc(["repro"], root)
     assert ran(third) == ["train", "evaluate", "promote"]
 

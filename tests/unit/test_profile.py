@@ -136,3 +136,17 @@ def test_psi_of_a_nullable_category_against_itself_is_zero() -> None:
     counter = ProfileCounter(schema, reference)
     counter.add({"plan": codes}, scores)
     assert counter.psi()[0]["plan"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_profiles_saved_before_the_missing_category_bin_still_measure_drift() -> None:
+    schema = Schema.from_dict({"features": [{"name": "plan", "type": "category", "values": ["a", "b"]}]})
+    codes = np.array([0.0, 0.0, 1.0, 1.0])
+    old = build_profile(schema, {"plan": codes}, np.array([0.1, 0.2, 0.3, 0.4]))
+    old["features"]["plan"]["shares"] = old["features"]["plan"]["shares"][:-1]  # the old shape
+    counter = ProfileCounter(schema, old)
+
+    counter.add({"plan": codes}, np.array([0.1, 0.2, 0.3, 0.4]))
+
+    features, _ = counter.psi()
+    assert features["plan"] == pytest.approx(0.0, abs=1e-9)
+    assert len(old["features"]["plan"]["shares"]) == 2  # the caller's profile is not modified
