@@ -173,7 +173,8 @@ def _check_number(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array,
     codes = np.zeros(n, dtype=np.int8)
     kind = array.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        values = array.cast(pa.float64())
+        # Unsafe on purpose: integers beyond 2**53 lose precision, and the bounds judge them.
+        values = array.cast(pa.float64(), safe=False)
     elif pa.types.is_string(kind):
         text = pc.utf8_trim_whitespace(array)
         is_number = pc.match_substring_regex(text, _NUMBER)

@@ -223,6 +223,16 @@ def test_serving_probes_ping_on_8080(any_render: tuple[str, Docs]) -> None:
     assert int(env["SAGEMAKER_MODEL_SERVER_WORKERS"]["value"]) >= 1
 
 
+def test_serving_grace_period_covers_pre_stop_and_the_drain(any_render: tuple[str, Docs]) -> None:
+    """SIGKILL must not cut the drain short: grace >= preStop sleep + gunicorn's graceful timeout."""
+    _, docs = any_render
+    pod = _serving(docs)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = int(env_of(container)["SAGEMAKER_MODEL_SERVER_TIMEOUT"]["value"])
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain
+
+
 def test_serving_resources_and_graceful_shutdown(any_render: tuple[str, Docs]) -> None:
     _, docs = any_render
     pod = _serving(docs)["spec"]["template"]["spec"]

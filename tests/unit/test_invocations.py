@@ -310,6 +310,7 @@ def test_a_model_whose_fast_path_disagrees_with_its_pipeline_is_refused(loaded_m
 
 
 def test_an_integer_too_big_for_a_double_is_bad_input_not_a_crash(model: ServingModel, options: ServingOptions) -> None:
-    # The validator's int64 -> float64 cast raises for 2**53 < |v| < 2**63; over HTTP that is still a 400.
+    # Beyond 2**53 a double cannot hold the integer: the bounds reject it, naming the field.
     err = refusal(model, options, {**RECORD, "total_charges": 2**53 + 1})
     assert mapping_for(err).http_status == 400
+    assert "total_charges" in str(err.to_dict())
