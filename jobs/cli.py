@@ -103,7 +103,7 @@ def generate(ctx: Context, customers: int, seed: int, out: str, to_uri: str | No
             from churn.adapters.mongo import CustomerStore
             from churn_jobs import clients
 
-            settings = Settings.from_env(mongodb_uri=to_uri)
+            settings = ctx.settings.with_(mongodb_uri=to_uri)
             store = CustomerStore(clients.mongo_database(settings), collection or settings.customers_collection)
             written = store.insert(generator.to_documents(chunk) for chunk in generator.generate(config))
             log.info("loaded customers into MongoDB", extra={"rows": written, "collection": store.collection.name})

@@ -123,7 +123,10 @@ class Settings:
             raise ConfigError(f"MODEL_POLL_SECONDS={self.model_poll_seconds} must be a finite number >= 0")
 
     def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
+        """A checked copy with some values changed (a flag that names a location, say)."""
+        changed = replace(self, **changes)
+        changed.check()
+        return changed
 
     # -- derived locations, each with a laptop default -------------------------------------
     @property
