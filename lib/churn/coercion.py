@@ -62,7 +62,11 @@ def columns_of(data: Any, schema: Schema, require_label: bool) -> tuple[dict[str
     wanted = [schema.id_field, *schema.feature_names] + ([schema.label_field] if require_label else [])
     if isinstance(data, pa.Table):
         n = data.num_rows
-        got = {name: _plain(data.column(name)) for name in wanted if name in data.column_names}
+        got = {
+            name: _plain(data.column(name), keep_dictionary=_kind(name, schema) in ("category", "yesno"))
+            for name in wanted
+            if name in data.column_names
+        }
         records: Any = data
     elif hasattr(data, "columns") and hasattr(data, "iloc"):  # pandas DataFrame, duck-typed
         n = len(data)
@@ -86,9 +90,14 @@ def columns_of(data: Any, schema: Schema, require_label: bool) -> tuple[dict[str
     return columns, n, records
 
 
-def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if pa.types.is_dictionary(array.type):
+def _plain(column: pa.ChunkedArray | pa.Array, keep_dictionary: bool = False) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        if pa.types.is_dictionary(column.type):
+            column = column.unify_dictionaries()  # chunks may each carry their own dictionary
+        array = column.combine_chunks()
+    else:
+        array = column
+    if pa.types.is_dictionary(array.type) and not keep_dictionary:
         array = array.cast(array.type.value_type)
     if pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
         array = array.cast(pa.string())
@@ -218,6 +227,8 @@ def _check_number(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array,
 
 
 def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    if pa.types.is_dictionary(array.type):
+        return _check_category_dictionary(spec, array, n)
     codes = np.zeros(n, dtype=np.int8)
     allowed = pa.array(spec.values, pa.string())
     kind = array.type
@@ -257,6 +268,29 @@ def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Arra
     safe_index = np.where(ok & present, np.nan_to_num(index_np.astype(np.float64), nan=0), 0).astype(code_type)
     indices = pa.array(safe_index, mask=~(ok & present))
     return pa.DictionaryArray.from_arrays(indices, allowed), codes
+
+
+def _check_category_dictionary(spec: FeatureSpec, array: pa.DictionaryArray, n: int) -> tuple[pa.Array, np.ndarray]:
+    """Judge each distinct value once, then spread the verdicts over the rows by index.
+
+    Parquet and MongoDB readers hand categories over dictionary-encoded; casting them back
+    to one string per row costs more than the whole check.
+    """
+    dictionary = _plain(array.dictionary)
+    if len(dictionary) == 0:
+        return _check_category(spec, pa.nulls(n, pa.string()), n)
+    per_value, per_value_codes = _check_category(spec, dictionary, len(dictionary))
+    null = _np(array.is_null())
+    rows = np.where(null, 0, array.indices.to_numpy(zero_copy_only=False)).astype(np.int64)
+    codes = per_value_codes[rows]
+    codes[null] = OK if spec.nullable else MISSING
+    entry_index = per_value.indices
+    has_index = _np(entry_index.is_valid())[rows]
+    value_codes = np.nan_to_num(entry_index.to_numpy(zero_copy_only=False).astype(np.float64), nan=0)[rows]
+    keep = ~null & (codes == OK) & has_index
+    code_type = np.int8 if len(spec.values) <= 127 else np.int32
+    indices = pa.array(value_codes.astype(code_type), mask=~keep)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(spec.values, pa.string())), codes
 
 
 def check_label(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
