@@ -73,20 +73,24 @@ class ServeProcess:
         raise AssertionError(f"serve did not listen within {timeout}s:\n{self.log()[-3000:]}")
 
     def ready(self, timeout: float = 120, workers: int = 1) -> None:
-        """Wait until /ping is 200 `workers` times in a row (each worker loads its own model)."""
+        """Wait until every one of `workers` workers has loaded its model and /ping answers 200.
+
+        Pings alone cannot tell: the kernel may hand every probe to the one fast worker. A
+        worker that loaded its model has written its churn_model_info gauge file.
+        """
         self.listening()
         deadline = time.monotonic() + timeout
-        streak = 0
         while time.monotonic() < deadline:
             self._alive()
             try:
                 ok = requests.get(self.url + "/ping", timeout=2).status_code == 200
             except requests.RequestException:
                 ok = False
-            streak = streak + 1 if ok else 0
-            if streak >= 4 * workers:
+            pids = self.worker_pids()
+            loaded = [pid for pid in pids if (self.base / "prometheus" / f"gauge_livemax_{pid}.db").exists()]
+            if ok and len(pids) == workers and len(loaded) == workers:
                 return
-            time.sleep(0.05 if ok else 0.2)
+            time.sleep(0.1)
         raise AssertionError(f"serve not ready within {timeout}s:\n{self.log()[-3000:]}")
 
     def worker_pids(self) -> list[int]:
