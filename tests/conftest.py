@@ -57,3 +57,18 @@ def model_dir(outcome: training.TrainingOutcome, splits: training.Splits, params
 @pytest.fixture(scope="session")
 def loaded_model(model_dir: Path) -> model_format.LoadedModel:
     return model_format.load(model_dir)
+
+
+@pytest.fixture
+def other_columns_schema() -> dict:
+    """A params.yaml `schema:` for a table with other column names (id user_id, label left)."""
+    return {
+        "id_field": "user_id",
+        "label_field": "left",
+        "revenue_field": "spend",
+        "features": [
+            {"name": "age", "type": "int", "min": 18, "max": 120},
+            {"name": "plan", "type": "category", "values": ["basic", "pro", "team"]},
+            {"name": "spend", "type": "float", "min": 0, "nullable": True},
+        ],
+    }

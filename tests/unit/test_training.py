@@ -341,18 +341,9 @@ def test_outcome_carries_importance_per_feature_and_a_reference_profile(
     assert 1 <= outcome.model.best_iteration <= 60
 
 
-def test_a_schema_with_other_columns_trains_and_scores(params: Params) -> None:
+def test_a_schema_with_other_columns_trains_and_scores(params: Params, other_columns_schema: dict) -> None:
     raw = copy.deepcopy(fast(params, n_estimators=20).raw)
-    raw["schema"] = {
-        "id_field": "user_id",
-        "label_field": "left",
-        "revenue_field": "spend",
-        "features": [
-            {"name": "age", "type": "int", "min": 18, "max": 120},
-            {"name": "plan", "type": "category", "values": ["basic", "pro", "team"]},
-            {"name": "spend", "type": "float", "min": 0, "nullable": True},
-        ],
-    }
+    raw["schema"] = other_columns_schema
     other = Params.from_dict(raw)
     rng = np.random.default_rng(5)
     n = 1_500

@@ -588,23 +588,15 @@ def test_arbitrary_messy_records_never_raise_and_always_partition_the_input(
 # -- a schema with other columns -------------------------------------------------------------
 
 
-def other_columns_params() -> Params:
+@pytest.fixture
+def other_columns(other_columns_schema: dict) -> Params:
     raw = copy.deepcopy(load_params().raw)
-    raw["schema"] = {
-        "id_field": "user_id",
-        "label_field": "left",
-        "revenue_field": "spend",
-        "features": [
-            {"name": "age", "type": "int", "min": 18, "max": 120},
-            {"name": "plan", "type": "category", "values": ["basic", "pro", "team"]},
-            {"name": "spend", "type": "float", "min": 0, "nullable": True},
-        ],
-    }
+    raw["schema"] = other_columns_schema
     return Params.from_dict(raw)
 
 
-def test_schema_with_other_column_names_validates_a_dataset_with_those_columns() -> None:
-    schema = other_columns_params().schema
+def test_schema_with_other_column_names_validates_a_dataset_with_those_columns(other_columns: Params) -> None:
+    schema = other_columns.schema
     rows = [
         {"user_id": "u1", "age": "34", "plan": " PRO", "spend": " 12.5 ", "left": "yes", "tenure": -1},
         {"user_id": "u2", "age": 17, "plan": "basic", "spend": 3.0, "left": "0"},
@@ -625,8 +617,8 @@ def test_schema_with_other_column_names_validates_a_dataset_with_those_columns()
     }
 
 
-def test_seed_fields_are_not_required_by_a_schema_with_other_columns() -> None:
-    schema = other_columns_params().schema
+def test_seed_fields_are_not_required_by_a_schema_with_other_columns(other_columns: Params) -> None:
+    schema = other_columns.schema
     result = validate(pa.table({"user_id": ["a"], "age": [30], "plan": ["team"], "spend": [1.0]}), schema)
     assert result.clean.num_rows == 1 and result.rejected.num_rows == 0
 
