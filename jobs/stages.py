@@ -217,7 +217,8 @@ def promote(settings: Settings, params: Params, layout: Layout) -> dict[str, Any
     decision = decide(challenger, champion_metrics, Rule.from_params(params.section("promotion")))
     run_id = trained["run_id"]
     tracking.artifacts(run_id, layout.model, "model")
-    version = registry.register(run_id, "model", tags={"verdict": "promoted" if decision.promote else "rejected"})
+    version = registry.register(run_id, "model", tags={"verdict": "promoted" if decision.promote else "rejected"},
+                                model_dir=layout.model)
     if decision.promote:
         registry.set_alias(STAGING, version)
         registry.set_alias(PRODUCTION, version)

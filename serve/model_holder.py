@@ -2,7 +2,8 @@
 
 Requests read `current()` once and keep that model to the end, so a swap never changes a
 model under a running request. A model that fails to load or fails its probe is logged and
-skipped; the previous one keeps serving.
+skipped; the previous one keeps serving. A model refused as untrusted (a pickle format, a
+type off the allow-list, files changed since registration) is never loaded again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from churn.errors import InvalidModel, ModelNotReady
+from churn.errors import InvalidModel, ModelNotReady, UntrustedModel
 from churn.serving_model import ServingModel
 from churn_serve.model_sources import ModelSource
 
@@ -90,6 +91,11 @@ class ModelHolder:
         started = time.monotonic()
         try:
             loaded = self.source.load()
+        except UntrustedModel as err:  # tampered or unsafe files: refused for good, never downloaded again
+            self._rejected = key
+            log.error("model refused as untrusted; the previous one keeps serving",
+                      extra={"source": self.source.description, "version": key, "reason": err.message})
+            return False
         except Exception as err:
             log.error("model failed to load; the previous one keeps serving",
                       extra={"source": self.source.description, "version": key, "reason": repr(err)})

@@ -79,6 +79,12 @@ class InvalidModel(ChurnError):
     code = "invalid_model"
 
 
+class UntrustedModel(InvalidModel):
+    """A model whose files could run code or differ from what was registered: never loaded."""
+
+    code = "untrusted_model"
+
+
 class TooManyRejects(ChurnError):
     """A batch rejected more rows than params allow: publishing it would mislead."""
 
@@ -107,6 +113,7 @@ ERROR_TABLE: tuple[tuple[type[ChurnError], Mapping], ...] = (
     (ConfigError, Mapping(500, EXIT_BAD_INPUT)),
     (ModelNotReady, Mapping(503, EXIT_BAD_INPUT)),
     (ModelNotFound, Mapping(503, EXIT_BAD_INPUT)),
+    (UntrustedModel, Mapping(503, EXIT_BAD_INPUT)),
     (TooManyRejects, Mapping(422, EXIT_BAD_INPUT)),
     (UnavailableService, Mapping(503, EXIT_RETRYABLE)),
     (ChurnError, Mapping(500, EXIT_RETRYABLE)),

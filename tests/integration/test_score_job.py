@@ -51,7 +51,7 @@ def registered_model(mlflow_server: services.MlflowServer, model_dir: Path) -> s
     tracking.artifacts(run_id, model_dir, "model")
     tracking.finish(run_id)
     registry = ModelRegistry(client, name)
-    registry.set_alias(PRODUCTION, registry.register(run_id, "model"))
+    registry.set_alias(PRODUCTION, registry.register(run_id, "model", model_dir=model_dir))
     return name
 
 

@@ -25,7 +25,7 @@ def publish(client: MlflowClient, registry: ModelRegistry, experiment_id: str, m
     run = client.create_run(experiment_id)
     client.log_artifacts(run.info.run_id, str(model_dir), "model")
     client.set_terminated(run.info.run_id)
-    return registry.register(run.info.run_id)
+    return registry.register(run.info.run_id, model_dir=model_dir)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

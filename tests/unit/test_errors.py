@@ -22,6 +22,7 @@ from churn.errors import (
     TooManyRows,
     UnavailableService,
     UnsupportedMediaType,
+    UntrustedModel,
     mapping_for,
 )
 
@@ -35,6 +36,7 @@ EXPECTED = {
     UnsupportedMediaType: (415, 3),
     ModelNotReady: (503, 3),
     ModelNotFound: (503, 3),
+    UntrustedModel: (503, 3),
     UnavailableService: (503, 1),
     ConfigError: (500, 3),
     TooManyRejects: (422, 3),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from churn.adapters.model_format import LoadedModel
-from churn.errors import ModelNotReady
+from churn.errors import ModelNotReady, UntrustedModel
 from churn_serve.model_holder import ModelHolder
 
 
@@ -49,7 +49,8 @@ def skewed(model: LoadedModel) -> LoadedModel:
 @pytest.fixture
 def source(loaded_model: LoadedModel) -> FakeRegistry:
     return FakeRegistry({"1": loaded_model, "2": loaded_model, "3": skewed(loaded_model),
-                         "4": OSError("download failed")})
+                         "4": OSError("download failed"),
+                         "5": UntrustedModel("model 'churn' version 5: its files changed since registration")})
 
 
 def test_nothing_to_serve_means_not_ready(source: FakeRegistry) -> None:
@@ -88,3 +89,27 @@ def test_load_failures_and_an_unreachable_registry_keep_the_old_model(source: Fa
     assert holder.refresh() is False and holder.current().loaded.version == "1"
     source.unreachable = True
     assert holder.refresh() is False and holder.current().loaded.version == "1"
+
+
+def test_an_untrusted_version_is_refused_once_and_never_downloaded_again(
+    source: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = ModelHolder(source, poll_seconds=1)
+    source.version = "1"
+    holder.refresh()
+    source.version = "5"
+
+    assert holder.refresh() is False and holder.current().loaded.version == "1"
+    loads = source.loads
+    assert holder.refresh() is False and source.loads == loads, "an untrusted version is not downloaded again"
+    refused = [r for r in caplog.records if "untrusted" in r.getMessage()]
+    assert len(refused) == 1 and "changed since registration" in refused[0].reason  # type: ignore[attr-defined]
+
+
+def test_an_untrusted_first_model_leaves_the_worker_unready(source: FakeRegistry) -> None:
+    holder = ModelHolder(source, poll_seconds=1)
+    source.version = "5"
+
+    assert holder.refresh() is False and not holder.ready
+    with pytest.raises(ModelNotReady):
+        holder.current()

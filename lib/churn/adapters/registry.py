@@ -1,4 +1,9 @@
-"""The MLflow model registry: versions, the `staging`/`production` aliases, rollback."""
+"""The MLflow model registry: versions, the `staging`/`production` aliases, rollback.
+
+Each version records the sha256 of its model directory at registration (tag
+`SHA256_TAG`); `load` downloads, recomputes it and refuses a version whose files changed
+since, or that never recorded one, before anything is deserialized.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from churn.adapters import model_format
-from churn.errors import ModelNotFound
+from churn.errors import ModelNotFound, UntrustedModel
 
 log = logging.getLogger(__name__)
 PRODUCTION = "production"
 STAGING = "staging"
 _SINCE = "production_since"
 _ROLLED_BACK = "rolled_back"
+SHA256_TAG = "churn.model_sha256"
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,11 @@ class ModelRegistry:
             raise
         return self._info(mv)
 
-    def register(self, run_id: str, artifact_path: str = "model", tags: dict[str, str] | None = None) -> str:
+    def register(
+        self, run_id: str, artifact_path: str = "model", tags: dict[str, str] | None = None, *, model_dir: Path
+    ) -> str:
+        """A new version from the run's `artifact_path`, recording the sha256 of `model_dir` (what was logged there)."""
+        tags = {**(tags or {}), SHA256_TAG: model_format.digest(model_dir)}
         try:
             self.client.get_registered_model(self.name)
         except MlflowException as err:
@@ -56,7 +66,7 @@ class ModelRegistry:
                 raise
             self.client.create_registered_model(self.name)
         source = f"runs:/{run_id}/{artifact_path}"
-        mv = self.client.create_model_version(self.name, source, run_id=run_id, tags=tags or {})
+        mv = self.client.create_model_version(self.name, source, run_id=run_id, tags=tags)
         return str(mv.version)
 
     def set_alias(self, alias: str, version: str) -> None:
@@ -109,9 +119,24 @@ class ModelRegistry:
             import mlflow
 
             local = mlflow.artifacts.download_artifacts(mv.source, dst_path=str(target))
+        self.verify(info.version, dict(mv.tags or {}).get(SHA256_TAG), Path(local))
         return model_format.load(
             local, n_threads=n_threads, name=self.name, version=info.version, run_id=info.run_id, source=str(mv.source)
         )
+
+    def verify(self, version: str, recorded: str | None, local: Path) -> None:
+        """UntrustedModel unless the downloaded files hash to the sha256 recorded at registration."""
+        if not recorded:
+            raise UntrustedModel(
+                f"model {self.name!r} version {version} has no recorded sha256 (tag {SHA256_TAG}): "
+                "refused; register it with `churn` so its files can be verified"
+            )
+        actual = model_format.digest(local)
+        if actual != recorded:
+            raise UntrustedModel(
+                f"model {self.name!r} version {version}: its files changed since registration "
+                f"(sha256 {actual}, registered {recorded}): refused"
+            )
 
     def _info(self, mv: Any, aliases: tuple[str, ...] | None = None) -> VersionInfo:
         metrics: dict[str, float] = {}
