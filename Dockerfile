@@ -17,36 +17,86 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 ########################################################################
-# Stage 1: build wheels for the project and all its runtime dependencies
+# Stage 1: the runtime's virtual environment, installed, trimmed and compiled
 ########################################################################
 FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# binutils: `strip` for the shared libraries below; libgomp1: so that the check after
+# stripping can load LightGBM's library. This stage only: the runtime gets no toolchain.
+# DL3008 (pin apt versions) is ignored on purpose, see the runtime stage.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
+
+# Everything the image runs lives in one virtual environment, copied whole into the
+# runtime stage (one layer, nothing of this stage's pip, caches or binutils).
+RUN python -m venv --without-pip /opt/venv
 WORKDIR /src
 
-# Every runtime dependency (lightgbm, scikit-learn, pandas, pyarrow, mlflow, ...)
-# ships manylinux wheels for CPython 3.11, so no compiler is installed here either;
-# `--prefer-binary` keeps it that way. If a dependency ever needs compiling, add
-# `build-essential` to THIS stage only: the runtime stage never gets a compiler.
-#
-# Dependency layer first (cached while only the code changes): when the repo has a
-# lock file (requirements.lock, `pip-compile` output with exact pins) its wheels
-# are built here. The glob lets the build work before that file exists.
-COPY setup.cfg requirements*.lock ./
-RUN if [ -f requirements.lock ]; then \
-        pip wheel --prefer-binary --wheel-dir /wheels -r requirements.lock; \
-    else \
-        mkdir -p /wheels; \
-    fi
+# Dependencies first (this layer is cached while only the code changes): exactly the
+# pins of requirements.lock (scripts/lock.sh), every download checked against its hash,
+# no resolver decisions at build time. All of them ship manylinux wheels, so no compiler.
+# Build secret `pip-ca` (optional): a CA bundle for a registry behind a TLS-intercepting
+# proxy (scripts/build-image.sh passes the machine's); it is mounted for this step only
+# and never stored in a layer. The cache mount keeps pip's downloads between builds.
+COPY requirements.lock ./
+RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+ && python -m pip --python /opt/venv/bin/python install --require-hashes --no-deps --no-compile \
+        -r requirements.lock
 
-# The project itself. .dockerignore keeps tests, data, mlruns, caches and .git out.
+# The project itself (.dockerignore keeps tests, data, mlruns, caches and .git out),
+# without dependencies (all are above), then pip's consistency check of the whole set.
 COPY . .
-RUN if [ -f requirements.lock ]; then set -- --constraint requirements.lock; fi; \
-    pip wheel --prefer-binary --find-links /wheels --wheel-dir /wheels "$@" . \
- && ls /wheels > /wheels/INDEX.txt
+RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+ && python -m pip wheel --no-deps --wheel-dir /tmp/dist . \
+ && python -m pip --python /opt/venv/bin/python install --no-deps --no-index --no-compile /tmp/dist/churn-*.whl \
+ && python -m pip --python /opt/venv/bin/python check
+
+# Drop what a runtime never reads (sizes measured: docs/deployment.md "Image size"):
+#   - the test suites bundled inside numpy/pandas/scipy/sklearn/pyarrow/...
+#   - pyarrow's Arrow Flight libraries (nothing here speaks Flight; only pyarrow.flight
+#     links them), its C++ headers and Cython sources (only for compiling extensions),
+#     and the second and third identical copies of its libarrow_python* libraries (the
+#     wheel format has no symlinks: they become links to the .so.NNNN the others load)
+#   - botocore's API models of the ~400 AWS services the code never calls: boto3 is
+#     here for MLflow's S3 artifact store, which needs S3 and, for the credential chain
+#     (IRSA web identity, SSO), STS and SSO
+# then strip the symbol tables of the shared libraries, except those auditwheel
+# grafted into `*.libs/` (patchelf rewrote them; strip breaks their load segments), and
+# load every stripped library once so a broken one fails the build, not a job at 02:30
+# (os._exit: libraries loaded bare, outside their Python modules, must not run their
+# destructors at interpreter exit).
+ARG SITE=/opt/venv/lib/python3.11/site-packages
+RUN find "${SITE}" -mindepth 2 -depth -type d -name tests -exec rm -rf {} + \
+ && rm -rf "${SITE}/pyarrow/include" "${SITE}/pyarrow/src" \
+           "${SITE}"/pyarrow/*flight* "${SITE}"/pyarrow/_pyarrow_cpp_tests* \
+ && find "${SITE}/pyarrow" -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.h' \) -delete \
+ && for lib in "${SITE}"/pyarrow/lib*.so.[0-9]*[0-9]; do \
+      case "$lib" in *.so.*.*) continue ;; esac; \
+      for copy in "${lib%.so.*}.so" "$lib".*.*; do \
+        if [ -f "$copy" ] && cmp -s "$lib" "$copy"; then ln -sf "$(basename "$lib")" "$copy"; fi; \
+      done; \
+    done \
+ && find "${SITE}/botocore/data" -mindepth 1 -maxdepth 1 -type d \
+        ! -name s3 ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} + \
+ && find "${SITE}" -type f -name '*.so*' ! -path '*.libs/*' -exec strip --strip-unneeded {} + \
+ && /opt/venv/bin/python -c "import ctypes, os, pathlib, sys; \
+      libs = [p for p in pathlib.Path(sys.argv[1]).rglob('*.so*') if '.libs/' not in str(p) and not p.is_symlink()]; \
+      [ctypes.CDLL(str(p)) for p in libs]; print(len(libs), 'stripped libraries load', flush=True); \
+      os._exit(0)" "${SITE}"
+
+# Byte-code: compiled once here, because the root filesystem is read-only at run time
+# (and PYTHONDONTWRITEBYTECODE=1), so without it every process start compiles every
+# module it imports again. `unchecked-hash` .pyc files stay valid whatever the file
+# times after COPY. The cold-start cost of not doing this is measured by
+# bench/bench_image.py (docs/deployment.md "Image size").
+RUN /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib/python3.11/site-packages
 
 ########################################################################
 # Stage 2: slim runtime, no compiler, no pip cache, no test tools
@@ -79,24 +129,11 @@ RUN groupadd --system --gid "${APP_GID}" churn \
  && mkdir -p /opt/ml \
  && chown churn:churn /opt/ml
 
-# Install from the wheels of stage 1 only (--no-index: nothing comes from the
-# network, and no package outside setup.cfg's install_requires gets in). The
-# wheels are bind-mounted, not copied, so they add no layer. Then drop what a
-# runtime never reads (sizes measured, see docs/deployment.md "Image size"):
-#   - the test suites bundled inside numpy/pandas/scipy/sklearn/pyarrow/... (~126 MB)
-#   - MLflow's web-UI bundle (~27 MB): this image never runs `mlflow server`
-#   - pyarrow's C++ headers (~6 MB), only used to compile extensions
-# The .pyc files are kept on purpose: PYTHONDONTWRITEBYTECODE=1 and a read-only
-# root filesystem mean nothing is ever cached at run time, and without them the
-# imports take ~3x longer at every process start (measured 9-15 s vs 32-41 s).
-ARG SITE=/usr/local/lib/python3.11/site-packages
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/churn-*.whl \
- && find "${SITE}" -mindepth 2 -depth -type d -name tests -exec rm -rf {} + \
- && rm -rf "${SITE}/mlflow/server/js/build" "${SITE}/pyarrow/include" /root/.cache \
- && python -c "import churn, lightgbm, sklearn, pandas, pyarrow.parquet, mlflow.pyfunc, flask, gunicorn, prometheus_client"
+# The whole environment from stage 1 in one layer, owned by root (read-only to the app).
+COPY --from=build /opt/venv /opt/venv
 
-ENV PYTHONUNBUFFERED=1 \
+ENV PATH=/opt/venv/bin:${PATH} \
+    PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MLFLOW_DISABLE_TELEMETRY=true \
@@ -106,6 +143,9 @@ ENV PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/tmp/.cache \
     SAGEMAKER_BIND_TO_PORT=8080 \
     HOME=/home/churn
+
+# The three entrypoints import with the runtime's own libraries (libgomp1 above).
+RUN python -c "import churn, churn_jobs.cli, churn_jobs.score, churn_serve.server, lightgbm, sklearn, pandas, pyarrow.parquet, deltalake, mlflow.sklearn, skops.io, flask, gunicorn, prometheus_client"
 
 WORKDIR /home/churn
 USER ${APP_UID}:${APP_GID}
