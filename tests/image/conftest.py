@@ -39,6 +39,7 @@ s3_server = _integration.s3_server
 s3_client = _integration.s3_client
 s3_bucket = _integration.s3_bucket
 pushgateway_server = _integration.pushgateway_server
+mlflow_server = _integration.mlflow_server
 unique_name = _integration.unique_name
 
 
