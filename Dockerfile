@@ -6,13 +6,16 @@
 #   docker run IMAGE serve   -> console script `serve` (gunicorn on :8080, the default)
 #   docker run IMAGE churn --help   -> the full CLI
 #
-# Build:  docker build -t churn:dev .       (BuildKit is required: `RUN --mount`)
+# Build:  bash scripts/build-image.sh       (docker, or buildah where no engine runs)
+#         docker build -t churn:dev .       (BuildKit is required: `RUN --mount`)
 #
 # Base image: the tag below pins Python 3.11 and Debian bookworm. A tag can be
 # re-pushed upstream, so CD resolves it to a digest at build time and pins that
 # (`FROM python:3.11.14-slim-bookworm@sha256:...`); the digest is recorded in the
 # image labels by .github/workflows/cd.yaml. Both stages use the same base so the
-# wheels built in `build` match the runtime's Python ABI and glibc.
+# virtual environment built in `build` runs on the runtime's Python and glibc.
+# Where no registry is reachable, scripts/build-image.sh passes a stand-in of the
+# same Debian release and Python minor as PYTHON_IMAGE (docs/deployment.md).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 

@@ -7,10 +7,15 @@ import configparser
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from deploy_helpers import APP_UID, REPO, run, tool
+from packaging.requirements import Requirement
+
+sys.path.insert(0, str(REPO / "scripts"))
+import lockfile  # noqa: E402  (scripts/lockfile.py: what scripts/lock.sh compiles and stamps)
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -132,9 +137,26 @@ def test_runtime_stage_has_no_compiler_and_no_test_tools(runtime: list[tuple[str
     assert "libgomp1" in text, "LightGBM needs the OpenMP runtime"
     assert "--no-install-recommends" in text
     assert "rm -rf /var/lib/apt/lists/*" in text
-    pip = [rest for word, rest in runtime if word == "RUN" and "pip install" in rest]
-    assert len(pip) == 1 and "--no-index" in pip[0] and "--find-links" in pip[0] and "--no-cache-dir" in pip[0]
-    assert "[" not in pip[0].split("pip install", 1)[1].split("&&")[0], "no extras (e.g. [test]) in the image"
+    # Nothing is installed by pip in the runtime stage: it copies the build stage's venv whole.
+    assert not [rest for word, rest in runtime if word == "RUN" and "pip" in rest], "pip runs in the runtime stage"
+    copies = [rest for word, rest in runtime if word == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"], copies
+
+
+def test_dependencies_are_installed_from_the_lock_with_hashes(dockerfile: str) -> None:
+    build = stages(dockerfile)[0]
+    installs = [rest for word, rest in build if word == "RUN" and "pip" in rest and " install " in rest]
+    locked = [r for r in installs if "-r requirements.lock" in r]
+    assert len(locked) == 1 and "--require-hashes" in locked[0] and "--no-deps" in locked[0], installs
+    for rest in installs:
+        assert "[" not in rest.split(" install ", 1)[1], "no extras (e.g. [test]) in the image"
+        assert "-r requirements.lock" in rest or ("--no-deps" in rest and "--no-index" in rest), (
+            f"an install that is neither the lock nor the project alone: {rest}")
+    copies = [rest for word, rest in build if word == "COPY"]
+    assert copies[0] == "requirements.lock ./", "the lock is copied (and installed) before the code: cached layer"
+    secret = [rest for word, rest in build if word == "RUN" and "type=secret" in rest]
+    assert secret and all("id=pip-ca" in r and "/run/secrets/pip-ca" in r for r in secret)
+    assert "ENV PIP_CERT" not in dockerfile and "ARG PIP_CERT" not in dockerfile, "the CA bundle is a secret only"
 
 
 def test_runtime_runs_as_a_fixed_non_root_user(runtime: list[tuple[str, str]], dockerfile: str) -> None:
@@ -273,6 +295,8 @@ def test_dockerignore_excludes(tmp_path: Path) -> None:
         "bench/serve.py",
         "htmlcov/index.html",
         ".services/mongo/x",
+        "requirements-dev.lock",
+        "scripts/build-image.sh",
     ]:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,3 +347,56 @@ def test_build_context_has_what_pip_wheel_needs() -> None:
     for rel in kept:
         assert not rel.startswith(("tests/", "data/", "mlruns/", "mlartifacts/", ".dvc/cache/")), rel
         assert not rel.endswith((".db", ".parquet", ".pyc")), rel
+
+
+# ------------------------------------------------------------------ the lock files
+LOCKS = {"runtime": REPO / "requirements.lock", "dev": REPO / "requirements-dev.lock"}
+REFRESH = "the lock is out of date: run `bash scripts/lock.sh` (README, 'Dependencies')"
+
+
+def _requirements(which: str) -> list[Requirement]:
+    reqs = lockfile.requirements()
+    lines = reqs["install_requires"] + ([r for e in lockfile.DEV_EXTRAS for r in reqs[f"extra:{e}"]]
+                                       if which == "dev" else [])
+    return [Requirement(line) for line in lines]
+
+
+@pytest.mark.parametrize("which", list(LOCKS))
+def test_lock_was_compiled_from_the_setup_cfg_of_this_commit(which: str) -> None:
+    lock = LOCKS[which]
+    assert lock.is_file(), f"{lock.name} missing: run `bash scripts/lock.sh`"
+    assert lockfile.recorded_digest(lock) == lockfile.digest(which), REFRESH
+
+
+@pytest.mark.parametrize("which", list(LOCKS))
+def test_every_requirement_is_pinned_in_the_lock_with_hashes(which: str) -> None:
+    pins = lockfile.pins(LOCKS[which])
+    for req in _requirements(which):
+        name = lockfile.canonical_name(req.name)
+        if name == "churn":  # the project's own extras (test -> churn[pipeline])
+            continue
+        assert name in pins, f"{req} is not in {LOCKS[which].name}: {REFRESH}"
+        assert req.specifier.contains(pins[name].version, prereleases=True), (
+            f"{LOCKS[which].name} pins {name}=={pins[name].version}, setup.cfg asks {req}: {REFRESH}")
+    assert all(pin.hashes for pin in pins.values()), "every pin carries its hashes (pip --require-hashes)"
+    assert "churn" not in pins
+
+
+def test_the_image_and_the_tests_run_the_same_versions() -> None:
+    runtime, dev = lockfile.pins(LOCKS["runtime"]), lockfile.pins(LOCKS["dev"])
+    differ = {n: (p.version, dev[n].version if n in dev else None) for n, p in runtime.items()
+              if n not in dev or dev[n].version != p.version}
+    assert not differ, f"runtime pins missing or different in the dev lock: {differ}"
+    assert "dvc" not in runtime and "mlflow" not in runtime, "the image runs churn train, not dvc or mlflow server"
+    assert {"dvc", "mlflow", "pytest"} <= set(dev)
+
+
+def test_the_digest_check_fails_when_setup_cfg_changes(tmp_path: Path) -> None:
+    """Guard: a changed dependency in setup.cfg changes the digest the lock must carry."""
+    changed = tmp_path / "setup.cfg"
+    changed.write_text((REPO / "setup.cfg").read_text().replace("tenacity>=9.1", "tenacity>=9.2"))
+    assert lockfile.digest("runtime", changed) != lockfile.digest("runtime")
+    extra = tmp_path / "setup-extra.cfg"
+    extra.write_text((REPO / "setup.cfg").read_text().replace("    duckdb==", "    left-pad==1.0\n    duckdb=="))
+    assert lockfile.digest("dev", extra) != lockfile.digest("dev")
+    assert lockfile.digest("runtime", extra) == lockfile.digest("runtime"), "a test dependency is not the image's"

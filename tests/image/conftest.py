@@ -84,12 +84,15 @@ def opt_ml(tmp_path: Path) -> Path:
 
 
 def hand_to_app_user(path: Path) -> None:
-    """chown -R to UID/GID 10001, as Kubernetes' fsGroup does for a pod's volumes."""
+    """chown -R to UID/GID 10001, as Kubernetes' fsGroup does for a pod's volumes
+    (not root, e.g. on GitHub's runners: world-writable instead)."""
     uid, gid = (int(x) for x in container_runtime.APP_USER.split(":"))
     for root, dirs, files in os.walk(path):
-        os.chown(root, uid, gid)
-        for name in dirs + files:
-            os.chown(os.path.join(root, name), uid, gid)
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            if os.geteuid() == 0:
+                os.chown(name, uid, gid)
+            else:
+                os.chmod(name, 0o777 if os.path.isdir(name) else 0o666)
 
 
 def free_port() -> int:

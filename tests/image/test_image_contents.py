@@ -9,10 +9,9 @@ import os
 import re
 from pathlib import Path
 
+import container_runtime
 import pytest
 from conftest import hand_to_app_user
-
-import container_runtime
 from container_runtime import RunSpec
 
 # Distributions of the [test] extra and development tools: never in the image.

@@ -14,16 +14,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import container_runtime
 import pyarrow as pa
 from conftest import json_lines
+from container_runtime import RunSpec
 from prometheus_client.parser import text_string_to_metric_families
 
-import container_runtime
 import services
 from churn import generator
 from churn.adapters.registry import PRODUCTION, ModelRegistry
 from churn.adapters.tracking import Tracking
-from container_runtime import RunSpec
 
 DAY = "2024-03-31"
 CHURN = str(Path(sys.executable).parent / "churn")

@@ -11,17 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import container_runtime
 import numpy as np
 import pytest
 import requests
 from conftest import free_port, hand_to_app_user
+from container_runtime import RunSpec
 
-import container_runtime
 from churn import generator
 from churn.adapters.model_format import LoadedModel
 from churn.model import to_frame
 from churn.validation import validate
-from container_runtime import RunSpec
 
 GRACE_SECONDS = 90  # terminationGracePeriodSeconds of k8s/base/serving-deployment.yaml
 

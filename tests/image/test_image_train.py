@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import hand_to_app_user, json_lines
-
 import container_runtime
+from conftest import hand_to_app_user, json_lines
+from container_runtime import RunSpec
+
 from churn import generator
 from churn.adapters import model_format
-from container_runtime import RunSpec
 
 
 def sagemaker_layout(opt_ml: Path, hyperparameters: dict[str, str], rows: int) -> None:
