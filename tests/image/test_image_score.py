@@ -40,7 +40,7 @@ def register(tracking_uri: str, model_dir: Path) -> str:
     tracking.artifacts(run_id, model_dir, "model")
     tracking.finish(run_id)
     registry = ModelRegistry(client, name)
-    registry.set_alias(PRODUCTION, registry.register(run_id, "model"))
+    registry.set_alias(PRODUCTION, registry.register(run_id, "model", model_dir=model_dir))
     return name
 
 
