@@ -153,8 +153,9 @@ if [ "$engine" = docker ]; then
   DOCKER_BUILDKIT=1 docker build --progress=plain "${args[@]}" . 2>&1 | tee "$log"
 else
   # --layers: reuse cached steps (the dependency layer survives code changes);
+  # --force-rm: a failed step leaves no working container behind;
   # --format docker: keeps HEALTHCHECK, which the OCI format has no field for.
-  buildah bud --isolation chroot --layers --format docker "${args[@]}" . 2>&1 | tee "$log"
+  buildah bud --isolation chroot --layers --force-rm --format docker "${args[@]}" . 2>&1 | tee "$log"
 fi
 step="inspect"
 if [ "$engine" = docker ]; then
