@@ -159,10 +159,10 @@ else
 fi
 step="inspect"
 if [ "$engine" = docker ]; then
-  size="$(docker image inspect "$IMAGE" --format '{{.Size}}')"
+  size="$(( $(docker image inspect "$IMAGE" --format '{{.Size}}') / 1048576 )) MiB"
 else
-  size="$(buildah inspect --type image --format '{{.ImageSize}}' "$IMAGE" 2>/dev/null || echo 0)"
+  size="$(buildah images --format '{{.Size}}' "$IMAGE" | head -n 1)"
 fi
-say "built ${IMAGE} in $((SECONDS - started)) s, $((size / 1048576)) MB uncompressed (per-layer sizes: python bench/bench_image.py)"
+say "built ${IMAGE} in $((SECONDS - started)) s, ${size} uncompressed (per layer: python bench/bench_image.py)"
 rm -f "$log"
 log=""
