@@ -161,7 +161,7 @@ step="inspect"
 if [ "$engine" = docker ]; then
   size="$(( $(docker image inspect "$IMAGE" --format '{{.Size}}') / 1048576 )) MiB"
 else
-  size="$(buildah images --format '{{.Size}}' "$IMAGE" | head -n 1)"
+  size="$(buildah images --format '{{.Size}}' "$IMAGE" | sed -n 1p)"
 fi
 say "built ${IMAGE} in $((SECONDS - started)) s, ${size} uncompressed (per layer: python bench/bench_image.py)"
 rm -f "$log"
