@@ -1,4 +1,4 @@
-"""Fixtures for integration tests: real servers started once per session by scripts/services.py.
+"""Fixtures for integration tests: real servers started once per session by scripts/services.
 
 A missing server binary fails the tests that need it (never skips them), so CI
 cannot go green without having run the integration suite.
@@ -35,7 +35,7 @@ ServerT = TypeVar("ServerT", bound=services.Server)
 def pytest_configure(config: pytest.Config) -> None:
     """Register the `integration` marker unless the project config already does."""
     if not any(line.startswith("integration:") for line in config.getini("markers")):
-        config.addinivalue_line("markers", "integration: talks to real servers started by scripts/services.py")
+        config.addinivalue_line("markers", "integration: talks to real servers started by scripts/services")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,7 +51,7 @@ def _start(start: Callable[[], ServerT]) -> ServerT:
         return start()
     except services.MissingBinaryError as error:
         message = (f"{error}\nIntegration tests fail rather than skip without their servers: "
-                   "install what is missing (`python scripts/services.py check` lists it).")
+                   "install what is missing (`python scripts/services check` lists it).")
     except services.ServiceError as error:
         message = str(error)
     # Outside the except block, so the report shows the message, not a chained traceback.
@@ -71,7 +71,7 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.S3Server]:
-    """SeaweedFS S3 (moto if weed cannot start); `.endpoint_url`, `.access_key`, ..."""
+    """SeaweedFS S3; `.endpoint_url`, `.access_key`, ... (moto only with CHURN_TEST_S3_BACKEND=moto|auto)."""
     server = _start(lambda: services.start_s3(tmp_path_factory.mktemp("s3")))
     if server.backend != "seaweedfs":
         warnings.warn(f"S3 tests run against {server.backend}, not SeaweedFS", stacklevel=1)

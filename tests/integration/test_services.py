@@ -1,10 +1,13 @@
-"""The real-services harness works: each server started by scripts/services.py answers its clients."""
+"""The real-services harness works: each server started by scripts/services answers its clients."""
 
 from __future__ import annotations
 
+import glob
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -23,7 +26,8 @@ if TYPE_CHECKING:
     from botocore.client import BaseClient
     from pymongo.database import Database
 
-SERVICES_SCRIPT = Path(services.__file__).resolve()
+# `python scripts/services up|check`: the package directory runs as a script.
+SERVICES_SCRIPT = Path(services.__file__).resolve().parent
 
 
 def test_mongo_returns_the_document_that_was_inserted(mongo_db: Database[dict[str, Any]]) -> None:
@@ -132,7 +136,7 @@ def test_up_writes_an_env_file_and_stops_its_servers_on_sigterm(tmp_path: Path) 
         deadline = time.monotonic() + 30
         while not env_file.exists():
             assert up.poll() is None, up.communicate()[0].decode()
-            assert time.monotonic() < deadline, "services.py up wrote no services.env within 30 s"
+            assert time.monotonic() < deadline, "services up wrote no services.env within 30 s"
             time.sleep(0.1)
         exports = dict(
             line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
@@ -159,3 +163,60 @@ def test_check_reports_every_server_binary_installed() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for name in services.SERVICE_NAMES:
         assert f"{name} " in result.stdout
+
+
+def test_seaweedfs_starts_from_a_checkout_under_tmp() -> None:
+    """weed gets a private /tmp (as root): a venv and data dir under the real /tmp must stay reachable."""
+    checkout = Path(tempfile.mkdtemp(prefix="churn-checkout-", dir="/tmp"))
+    try:
+        weed = checkout / ".venv" / "bin" / "weed"
+        weed.parent.mkdir(parents=True)
+        weed.symlink_to(services.find_binary("s3"))
+        data_dir = checkout / ".services" / "s3"
+        sockets_before = set(glob.glob("/tmp/seaweedfs-*.sock"))
+
+        server = services.start_seaweedfs(data_dir, binary=str(weed))
+        try:
+            import boto3
+
+            client = boto3.client(
+                "s3", endpoint_url=server.endpoint_url, region_name=server.region,
+                aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+            )
+            client.create_bucket(Bucket="from-tmp")
+            client.put_object(Bucket="from-tmp", Key="k", Body=b"stored")
+            body = client.get_object(Bucket="from-tmp", Key="k")["Body"].read()
+        finally:
+            server.stop()
+
+        assert server.backend == "seaweedfs" and body == b"stored"
+        assert any((data_dir / "data").iterdir()), "weed wrote its volumes somewhere other than its data dir"
+        assert set(glob.glob("/tmp/seaweedfs-*.sock")) <= sockets_before, "weed left sockets in the real /tmp"
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)
+
+
+def test_a_seaweedfs_that_cannot_start_is_an_error_not_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(services.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(services.s3, "find_binary", lambda service: "/bin/false")  # a weed that exits at once
+
+    with pytest.raises(services.ServiceError) as failure:
+        services.start_s3(tmp_path / "s3", timeout=10)
+
+    assert "seaweedfs" in str(failure.value).lower() and services.BACKEND_ENV in str(failure.value)
+
+
+def test_the_moto_fallback_runs_only_when_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(services.BACKEND_ENV, "auto")
+    monkeypatch.setattr(services.s3, "find_binary", lambda service: "/bin/false")
+
+    server = services.start_s3(tmp_path / "s3", timeout=10)
+    try:
+        assert server.backend == "moto"
+    finally:
+        server.stop()
+    monkeypatch.setenv(services.BACKEND_ENV, "minio")
+    with pytest.raises(services.ServiceError, match="CHURN_TEST_S3_BACKEND='minio'"):
+        services.s3_backend()
