@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -9,21 +10,39 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from churn.errors import ChurnError, mapping_for
+from churn.settings import Settings, unwritable
 
 log = logging.getLogger("churn")
 T = TypeVar("T")
+# A path the job may not write (read-only root filesystem, another owner): a rerun fails
+# the same way, so it is configuration (exit 3), never an outage worth retrying.
+NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
-def run_job(name: str, body: Callable[[], T], failure_file: Path | None = None) -> T:
-    """Run `body`; on error log one line, write `failure_file` if given, exit non-zero."""
+def run_job(
+    name: str, body: Callable[[], T], failure_file: Path | None = None, settings: Settings | None = None
+) -> T:
+    """Run `body`; on error log one line, write `failure_file` if given, exit non-zero.
+
+    `settings`, when given, lets an unwritable path be reported with the variable that places it.
+    """
     try:
         return body()
     except ChurnError as err:
         fail(name, f"{type(err).__name__}: {err.message}", mapping_for(err).exit_code, failure_file)
+    except OSError as err:
+        if err.errno not in NOT_WRITABLE:
+            _unexpected(name, err, failure_file)
+        problem = unwritable(err, settings)
+        fail(name, f"{type(problem).__name__}: {problem.message}", mapping_for(problem).exit_code, failure_file)
     except Exception as err:  # the job boundary: anything else is a bug or an outage
-        log.debug("traceback", exc_info=True)
-        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        fail(name, reason, mapping_for(err).exit_code, failure_file, exc=err)
+        _unexpected(name, err, failure_file)
+
+
+def _unexpected(name: str, err: Exception, failure_file: Path | None) -> NoReturn:
+    log.debug("traceback", exc_info=True)
+    reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    fail(name, reason, mapping_for(err).exit_code, failure_file, exc=err)
 
 
 def fail(name: str, reason: str, code: int, failure_file: Path | None, exc: BaseException | None = None) -> NoReturn:

@@ -114,7 +114,7 @@ def generate(ctx: Context, customers: int, seed: int, out: str, to_uri: str | No
         rows = writer(config, path)
         log.info("wrote customers", extra={"rows": rows, "path": str(path)})
 
-    run_job("generate", body)
+    run_job("generate", body, settings=ctx.settings)
 
 
 # -- training --------------------------------------------------------------------------------
@@ -127,16 +127,16 @@ def stage() -> None:
 
 def _stage(name: str) -> Any:
     @stage.command(name)
-    @click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True,
-                  help="Directory holding data/, models/, metrics/ and plots/.")
+    @click.option("--root", type=click.Path(file_okay=False), default=None,
+                  help="Directory holding data/, models/, metrics/ and plots/ (default CHURN_WORK_DIR, .).")
     @click.option("--source", type=click.Path(), default=None,
                   help="ingest only: Parquet/CSV file or directory "
                   "(default: MongoDB if MONGODB_URI, else data/customers.parquet).")
     @pass_context
-    def command(ctx: Context, root: str, source: str | None) -> None:
+    def command(ctx: Context, root: str | None, source: str | None) -> None:
         from churn_jobs import stages
 
-        layout = stages.Layout(Path(root))
+        layout = stages.Layout(Path(root or ctx.settings.work_dir))
         calls = {
             "ingest": lambda: stages.ingest(ctx.settings, ctx.params, layout, Path(source) if source else None),
             "validate": lambda: stages.validate_split(ctx.params, layout),
@@ -144,7 +144,7 @@ def _stage(name: str) -> Any:
             "evaluate": lambda: stages.evaluate(ctx.settings, ctx.params, layout),
             "promote": lambda: stages.promote(ctx.settings, ctx.params, layout),
         }
-        run_job(name, calls[name])
+        run_job(name, calls[name], settings=ctx.settings)
 
     command.__doc__ = f"The {name} stage."
     return command
@@ -155,21 +155,24 @@ for _name in ("ingest", "validate", "train", "evaluate", "promote"):
 
 
 @cli.command("train")
-@click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True)
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Working tree for data/, models/, metrics/, plots/ (default CHURN_WORK_DIR, .).")
 @click.option("--source", type=click.Path(), default=None,
               help="Labelled customers file (default: MongoDB or data/customers.parquet).")
 @pass_context
-def train_command(ctx: Context, root: str, source: str | None) -> None:
+def train_command(ctx: Context, root: str | None, source: str | None) -> None:
     """Train, evaluate and promote in one process (the SageMaker `train` contract)."""
     from churn_jobs import train
     from churn_jobs.sagemaker import OptMl
 
     opt_ml = OptMl(ctx.settings.opt_ml)
     failure = opt_ml.failure_file if opt_ml.is_training_job() else None
+    tree = Path(root or ctx.settings.work_dir)
     record = run_job(
         "train",
-        lambda: train.run(ctx.settings, ctx.params, Path(root), Path(source) if source else None),
+        lambda: train.run(ctx.settings, ctx.params, tree, Path(source) if source else None),
         failure_file=failure,
+        settings=ctx.settings,
     )
     click.echo(json.dumps({k: record[k] for k in ("promote", "reason", "version")}))
 

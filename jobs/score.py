@@ -134,7 +134,9 @@ def _metrics_sink(settings: Settings) -> Any:
     if settings.shard_count > 1:
         path = Path(textfile)
         textfile = str(path.with_name(f"{path.stem}-shard-{settings.shard_index}{path.suffix}"))
-    return MetricsSink(settings.shard_index, gateway=settings.pushgateway_url, textfile=textfile)
+    return MetricsSink(
+        settings.shard_index, gateway=settings.pushgateway_url, textfile=textfile, environment=settings.environment
+    )
 
 
 def _with_failure_metrics(settings: Settings, flags: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from churn.errors import ConfigError
 # name in the environment -> Settings attribute
 ENV = {
     "CHURN_PARAMS": "params_path",
+    "CHURN_WORK_DIR": "work_dir",
     "CHURN_DATA_DIR": "data_dir",
     "MONGODB_URI": "mongodb_uri",
     "MONGODB_DATABASE": "mongodb_database",
@@ -46,12 +48,16 @@ ENV = {
     "CUSTOMERS_FILTER": "customers_filter",
     "CHURN_SERVER_THREADS": "server_threads",
     "CHURN_WORKER_CLASS": "worker_class",
+    "CHURN_ENVIRONMENT": "environment",
 }
 
 
 @dataclass(frozen=True)
 class Settings:
     params_path: str | None = None
+    # The training pipeline's working tree (data/, models/, metrics/, plots/): the current
+    # directory on a laptop (the repo, as dvc.yaml expects); a writable volume in a container.
+    work_dir: str = "."
     data_dir: str = "data"
     mongodb_uri: str | None = None
     mongodb_database: str = "churn"
@@ -78,6 +84,9 @@ class Settings:
     customers_filter: str | None = None  # JSON MongoDB filter added to {status: active} by `score`
     server_threads: int = 4  # request threads per gunicorn gthread worker
     worker_class: str = "gthread"  # gthread keeps connections alive; sync closes each one
+    # Which deployment this is (the Kubernetes namespace, from the downward API): part of
+    # the Pushgateway grouping key, so staging and production never overwrite each other.
+    environment: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -121,6 +130,11 @@ class Settings:
             raise ConfigError(f"CHURN_WORKER_CLASS={self.worker_class!r} must be gthread or sync")
         if not math.isfinite(self.model_poll_seconds) or self.model_poll_seconds < 0:
             raise ConfigError(f"MODEL_POLL_SECONDS={self.model_poll_seconds} must be a finite number >= 0")
+        if self.environment is not None and not _ENVIRONMENT.fullmatch(self.environment):
+            raise ConfigError(
+                f"CHURN_ENVIRONMENT={self.environment!r} must be a name like a Kubernetes namespace "
+                "(letters, digits, '-', '_', '.')"
+            )
 
     def with_(self, **changes: Any) -> Settings:
         """A checked copy with some values changed (a flag that names a location, say)."""
@@ -155,6 +169,42 @@ class Settings:
     @property
     def opt_ml(self) -> Path:
         return Path(self.sagemaker_base_dir)
+
+    def local_locations(self) -> dict[str, Path]:
+        """Every local path a job may write, by the variable that moves it (absolute)."""
+        places = {
+            "CHURN_WORK_DIR": Path(self.work_dir),
+            "CHURN_DATA_DIR": Path(self.data_dir),
+            "METRICS_TEXTFILE": Path(self.textfile).parent,
+            "SAGEMAKER_BASE_DIR": self.opt_ml,
+        }
+        if "://" not in self.risk_uri:
+            places["RISK_TABLE_URI"] = Path(self.risk_uri)
+        if self.tracking_uri.startswith("sqlite:///"):
+            places["MLFLOW_TRACKING_URI"] = Path(self.tracking_uri[len("sqlite:///"):]).parent
+        return {var: Path(os.path.abspath(path)) for var, path in places.items()}
+
+
+# The variables that place a job's local files, named when one of them is not writable.
+LOCATION_VARS = ("CHURN_WORK_DIR", "CHURN_DATA_DIR", "METRICS_TEXTFILE", "RISK_TABLE_URI", "SAGEMAKER_BASE_DIR")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def unwritable(err: OSError, settings: Settings | None = None) -> ConfigError:
+    """A one-line configuration error for a path the job may not write (read-only root, wrong owner).
+
+    Names the path and the variable whose location holds it (the deepest one), so the fix
+    is obvious; retrying cannot help, hence a ConfigError (exit 3), not an outage.
+    """
+    path = Path(os.path.abspath(err.filename)) if err.filename else None
+    problem = f"{err.strerror or 'not writable'}: {path or 'a local path'}"
+    if settings is not None and path is not None:
+        holders = [(var, place) for var, place in settings.local_locations().items() if path.is_relative_to(place)]
+        if holders:
+            var, place = max(holders, key=lambda held: len(held[1].parts))
+            return ConfigError(f"{problem}; it is under {var}={str(place)!r}: point {var} at a writable directory")
+    names = ", ".join(LOCATION_VARS)
+    return ConfigError(f"{problem}; point the job's locations ({names}) at a writable directory")
 
 
 def _cast(var: str, raw: str, kind: Any) -> Any:

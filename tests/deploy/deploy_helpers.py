@@ -56,9 +56,12 @@ CONTRACT_ENV = frozenset(
         "DVC_NO_ANALYTICS",
         # prometheus_client multiprocess directory of the serving pods.
         "PROMETHEUS_MULTIPROC_DIR",
-        # Working directory of the jobs (lib/churn/settings.py reads it; its default
-        # ./data is not writable on a read-only root filesystem).
+        # Where the jobs write (lib/churn/settings.py reads them; the defaults are
+        # relative to the working directory, which is the read-only root filesystem).
         "CHURN_DATA_DIR",
+        "CHURN_WORK_DIR",
+        # The environment (namespace, from the downward API) in the Pushgateway grouping key.
+        "CHURN_ENVIRONMENT",
     }
 )
 # Values that must only ever come from a Secret (secretKeyRef), never a literal.

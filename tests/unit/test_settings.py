@@ -35,6 +35,8 @@ VALID = {
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": ("120", 120),
     "MODEL_POLL_SECONDS": ("2.5", 2.5),
     "CHURN_THREADS": ("4", 4),
+    "CHURN_WORK_DIR": ("/tmp/churn-work", "/tmp/churn-work"),
+    "CHURN_ENVIRONMENT": ("churn-staging", "churn-staging"),
 }
 
 
@@ -122,6 +124,8 @@ def test_numbers_are_read_with_surrounding_spaces() -> None:
         ({"MODEL_POLL_SECONDS": "-1"}, "MODEL_POLL_SECONDS=-1"),
         ({"MODEL_POLL_SECONDS": "soon"}, "MODEL_POLL_SECONDS='soon'"),
         ({"CHURN_THREADS": "two"}, "CHURN_THREADS='two'"),
+        ({"CHURN_ENVIRONMENT": "prod/eu"}, "CHURN_ENVIRONMENT='prod/eu'"),
+        ({"CHURN_ENVIRONMENT": "-staging"}, "CHURN_ENVIRONMENT='-staging'"),
     ],
 )
 def test_bad_value_raises_config_error_naming_variable_and_value(env: dict[str, str], named: str) -> None:

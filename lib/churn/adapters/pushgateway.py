@@ -1,7 +1,9 @@
 """The nightly job's metrics: pushed to a Prometheus Pushgateway, or written to a textfile.
 
 Names are a contract with the dashboards and alerts (observability/metrics.yaml). One push
-per run under job `churn_scoring` and grouping key `shard`: on success every metric with
+per run under job `churn_scoring` and grouping key `namespace` (the environment, when
+set: staging and production share one Pushgateway and must not overwrite each other's
+groups) and `shard`: on success every metric with
 `last_success` (pushadd, so the previous `last_failure` stays); on failure only
 `last_failure` (so the last good run's figures stay visible). A Pushgateway that cannot be
 reached costs a warning, never the run. Without a Pushgateway the same text goes to a file
@@ -142,17 +144,33 @@ def failure_families(now: float) -> list[Metric]:
 
 
 class MetricsSink:
-    """Where one shard's metrics go: a Pushgateway (`gateway` URL) or a textfile."""
+    """Where one shard's metrics go: a Pushgateway (`gateway` URL) or a textfile.
+
+    `environment` (CHURN_ENVIRONMENT, the Kubernetes namespace) joins the grouping key as
+    label `namespace`, the label the serving metrics carry from their scrape.
+    """
 
     def __init__(
-        self, shard: int, gateway: str | None = None, textfile: str | None = None, timeout: float = 5.0
+        self,
+        shard: int,
+        gateway: str | None = None,
+        textfile: str | None = None,
+        timeout: float = 5.0,
+        environment: str | None = None,
     ) -> None:
         if not gateway and not textfile:
             raise ValueError("MetricsSink needs a Pushgateway URL or a textfile path")
         self.shard = shard
+        self.environment = environment
         self.gateway = gateway
         self.textfile = Path(textfile) if textfile else None
         self.timeout = timeout
+
+    @property
+    def grouping_key(self) -> dict[str, str]:
+        """This run's group on the Pushgateway (besides `job`): one per environment and shard."""
+        key = {"namespace": self.environment} if self.environment else {}
+        return {**key, "shard": str(self.shard)}
 
     def success(self, run: RunMetrics, registry: CollectorRegistry | None = None) -> bool:
         return self._send(success_families(run, time.time()), registry, "success")
@@ -170,7 +188,7 @@ class MetricsSink:
                     self.gateway,
                     job=JOB,
                     registry=registry,
-                    grouping_key={"shard": str(self.shard)},
+                    grouping_key=self.grouping_key,
                     timeout=self.timeout,
                 )
             else:
