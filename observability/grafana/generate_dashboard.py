@@ -31,6 +31,11 @@ REQUESTS = f"churn_http_requests_total{{{NS}, {API}}}"
 DURATION = f"churn_http_request_duration_seconds_bucket{{{NS}, {API}}}"
 
 
+def batch(metric: str) -> str:
+    """A nightly-job series of the selected environments (the Pushgateway group's `namespace`)."""
+    return f"{metric}{{{NS}}}"
+
+
 def rate(selector: str, fn: str = "rate") -> str:
     return f"{fn}({selector}[$__rate_interval])"
 
@@ -289,7 +294,10 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         stat(
             "Time since last successful run",
             _targets(
-                ("time() - max(churn_scoring_last_success_timestamp_seconds)", "since last success"),
+                (
+                    f"time() - max by (namespace) ({batch('churn_scoring_last_success_timestamp_seconds')})",
+                    "{{namespace}}",
+                ),
             ),
             unit="s",
             thresholds=_thresholds((None, "green"), (26 * 3600, "red")),
@@ -303,9 +311,10 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
             "Last run failed?",
             _targets(
                 (
-                    "max(churn_scoring_last_failure_timestamp_seconds)"
-                    " > bool max(churn_scoring_last_success_timestamp_seconds)",
-                    "failed",
+                    f"max by (namespace) ({batch('churn_scoring_last_failure_timestamp_seconds')})"
+                    " > bool on (namespace) "
+                    f"max by (namespace) ({batch('churn_scoring_last_success_timestamp_seconds')})",
+                    "{{namespace}}",
                 ),
             ),
             thresholds=_thresholds((None, "green"), (1, "red")),
@@ -318,7 +327,7 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         stat(
             "High-risk customers (last run)",
             _targets(
-                ("sum(churn_scoring_high_risk_customers)", "high risk"),
+                (f"sum by (namespace) ({batch('churn_scoring_high_risk_customers')})", "{{namespace}}"),
             ),
             description="Customers in the high risk band, all shards.",
         ),
@@ -329,7 +338,11 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         stat(
             "Reject share (last run)",
             _targets(
-                ("sum(churn_scoring_rows_rejected) / sum(churn_scoring_rows_read)", "all shards"),
+                (
+                    f"sum by (namespace) ({batch('churn_scoring_rows_rejected')})"
+                    f" / sum by (namespace) ({batch('churn_scoring_rows_read')})",
+                    "{{namespace}}",
+                ),
             ),
             unit="percentunit",
             decimals=2,
@@ -343,7 +356,10 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         timeseries(
             "Run duration by shard",
             _targets(
-                ("max by (shard) (churn_scoring_duration_seconds)", "shard {{shard}}"),
+                (
+                    f"max by (namespace, shard) ({batch('churn_scoring_duration_seconds')})",
+                    "{{namespace}} shard {{shard}}",
+                ),
             ),
             unit="s",
             description="Wall-clock time of each shard's last run.",
@@ -355,10 +371,10 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         timeseries(
             "Rows per run",
             _targets(
-                ("sum(churn_scoring_rows_read)", "read"),
-                ("sum(churn_scoring_rows_scored)", "scored"),
-                ("sum(churn_scoring_rows_rejected)", "rejected"),
-                ("sum(churn_scoring_rows_written)", "written"),
+                (f"sum by (namespace) ({batch('churn_scoring_rows_read')})", "{{namespace}} read"),
+                (f"sum by (namespace) ({batch('churn_scoring_rows_scored')})", "{{namespace}} scored"),
+                (f"sum by (namespace) ({batch('churn_scoring_rows_rejected')})", "{{namespace}} rejected"),
+                (f"sum by (namespace) ({batch('churn_scoring_rows_written')})", "{{namespace}} written"),
             ),
             description="Summed over shards; each value holds until the next night's run.",
         ),
@@ -369,7 +385,7 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         timeseries(
             "Customers per risk band",
             _targets(
-                ("sum by (band) (churn_scoring_risk_band_customers)", "{{band}}"),
+                (f"sum by (namespace, band) ({batch('churn_scoring_risk_band_customers')})", "{{namespace}} {{band}}"),
             ),
             stack=True,
             description="High / medium / low risk customers in the last run, all shards.",
@@ -381,7 +397,7 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         timeseries(
             "Score drift (PSI)",
             _targets(
-                ("max(churn_scoring_score_psi)", "score PSI"),
+                (f"max by (namespace) ({batch('churn_scoring_score_psi')})", "{{namespace}} score PSI"),
             ),
             thresholds=_thresholds((None, "green"), (0.1, "yellow"), (0.2, "red")),
             description="Population stability index of the predicted probability against the training "
@@ -394,7 +410,7 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         timeseries(
             "Feature drift (PSI)",
             _targets(
-                ("max by (feature) (churn_scoring_feature_psi)", "{{feature}}"),
+                (f"max by (namespace, feature) ({batch('churn_scoring_feature_psi')})", "{{namespace}} {{feature}}"),
             ),
             thresholds=_thresholds((None, "green"), (0.1, "yellow"), (0.2, "red")),
             description="PSI of each feature against the training reference (max over shards). Alert above 0.2.",
@@ -405,7 +421,7 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
     (
         heatmap(
             "Batch score distribution per run",
-            [_target("sum by (le) (churn_scoring_probability_bucket)", "{{le}}", format="heatmap")],
+            [_target(f"sum by (le) ({batch('churn_scoring_probability_bucket')})", "{{le}}", format="heatmap")],
             description="Histogram of the churn probabilities of each nightly run.",
         ),
         8,
@@ -416,7 +432,7 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
             "Model used by the last run",
             [
                 _target(
-                    "count by (model_name, model_version, run_id) (churn_scoring_model_info)",
+                    f"count by (namespace, model_name, model_version, run_id) ({batch('churn_scoring_model_info')})",
                     "",
                     format="table",
                     instant=True,
@@ -488,7 +504,7 @@ def build() -> dict[str, Any]:
                 },
                 {
                     "name": "namespace",
-                    "label": "Namespace (serving)",
+                    "label": "Namespace (environment)",
                     "type": "query",
                     "datasource": DS,
                     "definition": 'label_values(up{job="churn-serving"}, namespace)',

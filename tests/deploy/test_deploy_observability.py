@@ -88,7 +88,7 @@ def test_metrics_yaml_is_exactly_the_contract() -> None:
     for m in entries:
         got[m["source"]][m["name"]] = (m["type"], set(m["labels"]))
     assert got == CONTRACT
-    assert set(contract["target_labels"]["batch"]) >= {"job", "shard"}
+    assert set(contract["target_labels"]["batch"]) >= {"job", "namespace", "shard"}
 
 
 def series_labels() -> dict[str, set[str]]:
@@ -210,6 +210,58 @@ def test_every_promql_names_only_exported_metrics() -> None:
     assert used <= set(exported)
 
 
+# ------------------------------------------------------------------ environments
+# Staging and production share the Pushgateway (and usually Prometheus): every batch
+# series must be told apart by `namespace` (the Pushgateway grouping key), on every
+# panel and in every alert, or one environment hides or overwrites the other.
+def _aggregations_without_namespace(expr: str) -> list[str]:
+    """Aggregations in `expr` that drop the `namespace` label (no `by (... namespace ...)`)."""
+    dropped: list[str] = []
+
+    def pre(node: Any) -> None:
+        if isinstance(node, promql_parser.AggregateExpr):
+            modifier = node.modifier
+            by = modifier is not None and modifier.type == promql_parser.AggModifierType.By
+            if not by or "namespace" not in modifier.labels:
+                dropped.append(str(node.op))
+
+    promql_parser.walk(promql_parser.parse(expr), pre_visit=pre)
+    return dropped
+
+
+def test_environment_check_rejects_an_aggregation_that_drops_the_namespace() -> None:
+    """Guard: the two checks below really fail on the old, environment-blind expressions."""
+    assert _aggregations_without_namespace("time() - max(churn_scoring_last_success_timestamp_seconds) > 1")
+    assert _aggregations_without_namespace("max by (shard) (churn_scoring_reject_share) > 0.05")
+    assert not _aggregations_without_namespace("max by (namespace, shard) (churn_scoring_reject_share) > 0.05")
+
+
+def test_every_batch_panel_filters_and_keeps_the_environment() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    for title, expr in dashboard_exprs(dashboard):
+        if "churn_scoring_" not in expr:
+            continue
+        selectors, _ = analyse(_substitute(expr))
+        for name, labels in selectors:
+            assert "namespace" in labels, f"panel {title!r}: {name} is not filtered by $namespace"
+        if "_bucket" not in expr:  # a heatmap sums the selected environment's buckets by `le`
+            assert not _aggregations_without_namespace(expr), f"panel {title!r} merges environments: {expr}"
+
+
+def test_every_alert_keeps_the_environment() -> None:
+    for rule in alert_rules():
+        expr = rule["expr"]
+        if rule["alert"] == "ChurnScoringNeverSucceeded":
+            # absent() has no labels to keep; its per-environment branch is checked here.
+            expr = re.split(r"\bor\b", expr, maxsplit=1)[1]
+        dropped = _aggregations_without_namespace(expr)
+        assert not dropped, f"{rule['alert']} aggregates away `namespace` ({dropped}): {rule['expr']}"
+        assert "{{ $labels.namespace }}" in rule["annotations"]["summary"] or rule["alert"] in (
+            "ChurnScoringNeverSucceeded",
+            "ChurnServingDown",
+        ), f"{rule['alert']}: the summary should say which environment"
+
+
 # ------------------------------------------------------------------ dashboard
 def test_dashboard_json_is_generated_and_up_to_date() -> None:
     proc = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True)
@@ -243,14 +295,14 @@ def test_dashboard_has_the_required_panels() -> None:
     panel_with(r"churn_prediction_probability_bucket", kind="heatmap")
     # predictions by label
     panel_with(r"sum by \(label\) \(rate\(churn_prediction_total")
-    # since last success
-    panel_with(r"time\(\) - max\(churn_scoring_last_success_timestamp_seconds\)", kind="stat")
+    # since last success, per environment
+    panel_with(r"time\(\) - max by \(namespace\) \(churn_scoring_last_success_timestamp_seconds\{", kind="stat")
     panel_with(r"churn_scoring_duration_seconds")
     rows = panel_with(r"churn_scoring_rows_scored")
     assert "churn_scoring_rows_rejected" in exprs[rows]
-    panel_with(r"sum by \(band\) \(churn_scoring_risk_band_customers\)")
+    panel_with(r"sum by \(namespace, band\) \(churn_scoring_risk_band_customers\{")
     panel_with(r"churn_scoring_score_psi")
-    panel_with(r"by \(feature\) \(churn_scoring_feature_psi\)")
+    panel_with(r"by \(namespace, feature\) \(churn_scoring_feature_psi\{")
     panel_with(r"model_version.*churn_model_info", kind="table")
     panel_with(r"model_version.*churn_scoring_model_info", kind="table")
     for panel in panels:
@@ -312,9 +364,10 @@ def test_alert_rules_say_what_the_brief_asks() -> None:
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
     squash = {name: re.sub(r"\s+", " ", r["expr"]).strip() for name, r in rules.items()}
     assert (
-        squash["ChurnScoringNotSucceeded"] == "time() - max(churn_scoring_last_success_timestamp_seconds) > 26 * 3600"
+        squash["ChurnScoringNotSucceeded"]
+        == "time() - max by (namespace) (churn_scoring_last_success_timestamp_seconds) > 26 * 3600"
     )
-    assert squash["ChurnScoringNeverSucceeded"] == "absent(churn_scoring_last_success_timestamp_seconds)"
+    assert squash["ChurnScoringNeverSucceeded"].startswith("absent(churn_scoring_last_success_timestamp_seconds) or")
     assert "churn_scoring_last_failure_timestamp_seconds" in squash["ChurnScoringRunFailed"]
     assert squash["ChurnScoringRejectShareHigh"].endswith("> 0.05")
     assert squash["ChurnFeatureDrift"].endswith("> 0.2") and "feature_psi" in squash["ChurnFeatureDrift"]
