@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import click
 
 from churn import logs
+from churn.errors import ConfigError
 from churn.params import Params, load_params
 from churn.settings import Settings
 from churn_jobs.boundary import run_job
@@ -80,7 +82,7 @@ def data() -> None:
 @click.option("--customers", type=click.IntRange(min=1), default=20_000, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="data/customers.parquet", show_default=True,
-              help="Parquet (.parquet) or CSV (.csv) file to write.")
+              help="File to write; its extension picks the format: .parquet or .csv.")
 @click.option("--to", "to_uri", default=None, help="Load into MongoDB at this URI instead of writing a file.")
 @click.option("--collection", default=None, help="MongoDB collection (default CUSTOMERS_COLLECTION).")
 @click.option("--dirty-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -98,7 +100,15 @@ def generate(ctx: Context, customers: int, seed: int, out: str, to_uri: str | No
         n_customers=customers, seed=seed, chunk_rows=chunk_rows, dirty_rate=dirty_rate, labelled_share=labelled_share
     )
 
+    writers = {".parquet": generator.write_parquet, ".csv": generator.write_csv}
+
     def body() -> None:
+        writer = writers.get(Path(out).suffix.lower())
+        if writer is None and not to_uri:
+            raise ConfigError(
+                f"--out {out}: the extension {Path(out).suffix or '(none)'!r} names no format this writes; "
+                f"use {' or '.join(writers)}"
+            )
         if to_uri:
             from churn.adapters.mongo import CustomerStore
             from churn_jobs import clients
@@ -110,7 +120,7 @@ def generate(ctx: Context, customers: int, seed: int, out: str, to_uri: str | No
             return
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = generator.write_csv if path.suffix == ".csv" else generator.write_parquet
+        assert writer is not None
         rows = writer(config, path)
         log.info("wrote customers", extra={"rows": rows, "path": str(path)})
 
@@ -175,6 +185,55 @@ def train_command(ctx: Context, root: str | None, source: str | None) -> None:
         settings=ctx.settings,
     )
     click.echo(json.dumps({k: record[k] for k in ("promote", "reason", "version")}))
+
+
+# -- backfill --------------------------------------------------------------------------------
+
+MAX_BACKFILL_DAYS = 366  # a typo in a year (2052 for 2025) must not start decades of runs
+
+
+def backfill_dates(first: str, last: str) -> list[dt.date]:
+    """Every run date from `first` to `last`, inclusive; ConfigError (exit 3) when they make no range."""
+    try:
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    except ValueError as err:
+        raise ConfigError(f"--from/--to must be dates YYYY-MM-DD: {err}") from err
+    if end < start:
+        raise ConfigError(f"--to {end} is before --from {start}")
+    days = (end - start).days + 1
+    if days > MAX_BACKFILL_DAYS:
+        raise ConfigError(f"{days} run dates from {start} to {end}: at most {MAX_BACKFILL_DAYS} per backfill")
+    return [start + dt.timedelta(days=n) for n in range(days)]
+
+
+@cli.command("backfill")
+@click.option("--from", "first", required=True, metavar="YYYY-MM-DD", help="First run date.")
+@click.option("--to", "last", required=True, metavar="YYYY-MM-DD", help="Last run date (inclusive).")
+@click.option("--model-uri", default=None, help="Model to score with (default: as `score`, models:/churn@production).")
+@click.option("--source", type=click.Path(), default=None, help="Customers file or directory (default: as `score`).")
+@click.pass_context
+def backfill(click_ctx: click.Context, first: str, last: str, model_uri: str | None, source: str | None) -> None:
+    """Run the nightly `score` job for each date from --from to --to, oldest first.
+
+    Each date replaces its own rows, so a backfill is safe to rerun; it stops at the first
+    date that fails, with that date's exit code (rerun it once the cause is fixed).
+    Sharded like `score` (SCORE_SHARD_COUNT, JOB_COMPLETION_INDEX): one pod per shard.
+    """
+    from churn_jobs.score import score_command
+
+    context = click_ctx.find_object(Context)
+    assert context is not None
+    dates = run_job("backfill", lambda: backfill_dates(first, last), settings=context.settings)
+    for number, day in enumerate(dates, start=1):
+        where = {"run_date": day.isoformat(), "date": number, "dates": len(dates)}
+        log.info("backfill: scoring a run date", extra=where)
+        try:
+            click_ctx.invoke(score_command, run_date=day.isoformat(), model_uri=model_uri, source=source)
+        except SystemExit as stop:  # the score boundary exits non-zero on failure
+            if stop.code:
+                log.error("backfill stopped", extra={**where, "done": [d.isoformat() for d in dates[: number - 1]]})
+            raise
+    log.info("backfill finished", extra={"from": first, "to": last, "dates": len(dates)})
 
 
 # -- models ----------------------------------------------------------------------------------
