@@ -78,6 +78,7 @@ def test_expected_objects_in_every_overlay(overlay: tuple[str, Docs]) -> None:
         ("HorizontalPodAutoscaler", "churn-serving"),
         ("PodDisruptionBudget", "churn-serving"),
         ("ServiceAccount", "churn"),
+        ("PodMonitor", "churn-serving"),
     ]:
         assert expected in kinds
     assert by_kind(docs, "ConfigMap"), "the location ConfigMap is missing"
@@ -91,10 +92,22 @@ def test_expected_objects_in_every_overlay(overlay: tuple[str, Docs]) -> None:
 def test_overlays_use_their_own_namespace(rendered: dict[str, Docs]) -> None:
     namespaces = {}
     for name in OVERLAYS:
-        found = {d["metadata"].get("namespace") for d in rendered[name]}
+        found = {d["metadata"].get("namespace") for d in rendered[name] if d["kind"] != "Namespace"}
         assert len(found) == 1 and None not in found, f"{name}: objects without or with mixed namespaces: {found}"
         namespaces[name] = found.pop()
     assert len(set(namespaces.values())) == len(OVERLAYS)
+
+
+def test_each_overlay_creates_its_namespace_under_the_restricted_pod_security_profile(
+    overlay: tuple[str, Docs],
+) -> None:
+    name, docs = overlay
+    (namespace,) = by_kind(docs, "Namespace")
+    (workload_namespace,) = {d["metadata"]["namespace"] for d in docs if d["kind"] != "Namespace"}
+    assert namespace["metadata"]["name"] == workload_namespace, name
+    labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", mode
 
 
 # ------------------------------------------------------------------ nightly scoring
@@ -180,11 +193,22 @@ def test_training_cronjob_is_weekly_and_can_promote(any_render: tuple[str, Docs]
     if name != "staging":  # staging retrains on weekdays on purpose
         assert dom == "*" and month == "*" and re.fullmatch(r"[0-6]", dow), f"not weekly: {spec['schedule']}"
     (container,) = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert "train" in container["args"]
+    assert container["args"][-2:] == ["train", "--promote"], "this job is where production moves: explicitly"
     # Promotion needs the registry: MLFLOW_TRACKING_URI via the ConfigMap, the
     # labelled customers from MongoDB via the Secret.
     assert _config_value(docs, container, "MLFLOW_TRACKING_URI").startswith("http")
     assert env_of(container)["MONGODB_URI"]["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME
+
+
+def test_cronjob_commands_are_the_same_in_every_overlay(rendered: dict[str, Docs]) -> None:
+    """tests/integration/test_k8s_jobs.py runs production's commands: staging runs the same."""
+    for name in ("churn-scoring", "churn-training"):
+        commands = {
+            overlay: [c["args"] for c in one(rendered[overlay], "CronJob", name)["spec"]["jobTemplate"]["spec"]
+                      ["template"]["spec"]["containers"]]
+            for overlay in OVERLAYS
+        }
+        assert len({repr(c) for c in commands.values()}) == 1, commands
 
 
 # ------------------------------------------------------------------ serving
@@ -208,16 +232,19 @@ def test_serving_deployment_rolls_without_downtime(any_render: tuple[str, Docs])
     assert selector_matches(spec["selector"], spec["template"]["metadata"]["labels"])
 
 
-def test_serving_probes_ping_on_8080(any_render: tuple[str, Docs]) -> None:
+def test_serving_ready_on_ping_alive_on_live_on_8080(any_render: tuple[str, Docs]) -> None:
+    """Readiness: a model is loaded (/ping). Liveness and startup (both restart the container
+    when they fail): the process answers (/live), so no model yet is never a restart loop."""
     _, docs = any_render
     (container,) = _serving(docs)["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["serve"]
     assert _port_number(container, "http") == 8080
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    paths = {"readinessProbe": "/ping", "livenessProbe": "/live", "startupProbe": "/live"}
+    for probe, path in paths.items():
         http = container[probe]["httpGet"]
-        assert http["path"] == "/ping", probe
+        assert http["path"] == path, probe
         assert _port_number(container, http["port"]) == 8080, probe
-        assert container[probe]["timeoutSeconds"] <= 2, f"{probe}: /ping must answer within 2 s"
+        assert container[probe]["timeoutSeconds"] <= 2, f"{probe}: {path} must answer within 2 s"
     env = env_of(container)
     assert env["SAGEMAKER_BIND_TO_PORT"]["value"] == "8080"
     assert int(env["SAGEMAKER_MODEL_SERVER_WORKERS"]["value"]) >= 1

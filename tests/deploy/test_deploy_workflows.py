@@ -152,7 +152,7 @@ def test_cd_on_main_builds_pushes_and_deploys_with_oidc() -> None:
         step_using(job, "aws-actions/configure-aws-credentials")
         script = runs(job)
         assert 'kustomize edit set image "$IMAGE_NAME=$IMAGE"' in script
-        assert 'kubectl apply -k "$OVERLAY"' in script
+        assert "kubectl apply -f rendered.yaml" in script, "apply what was rendered and checked"
         assert "rollout status deployment/churn-serving" in script
         assert "rollout undo deployment/churn-serving" in script
         undo = [s for s in steps(job) if "rollout undo" in s.get("run", "")]
