@@ -25,8 +25,8 @@ OUT = Path(__file__).resolve().parent / "dashboards" / "churn.json"
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 NS = 'namespace=~"$namespace"'
-# Real traffic only: /ping (503 until the model is loaded) and /metrics are left out.
-API = 'route!~"/?(ping|metrics)"'
+# Real traffic only: the probes (/ping answers 503 until the model is loaded, /live) and /metrics are left out.
+API = 'route!~"/?(ping|live|metrics)"'
 REQUESTS = f"churn_http_requests_total{{{NS}, {API}}}"
 DURATION = f"churn_http_request_duration_seconds_bucket{{{NS}, {API}}}"
 
