@@ -5,13 +5,16 @@ the alert rules of observability/prometheus/alerts.yaml blame only the one that 
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
+from prometheus_client import delete_from_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
 import services
-from churn.adapters.pushgateway import MetricsSink, RunMetrics
+from churn.adapters.pushgateway import JOB, MetricsSink, RunMetrics
 
 ALERTS = Path(__file__).resolve().parents[2] / "observability" / "prometheus" / "alerts.yaml"
 
@@ -33,12 +36,22 @@ def _gateway_values(gateway: services.PushgatewayServer, metric: str) -> dict[st
     }
 
 
+@pytest.fixture
+def environments(pushgateway_server: services.PushgatewayServer, unique_name: str) -> Iterator[tuple[str, str]]:
+    """Two environment names; their groups are deleted afterwards (other tests read shard 0 of the job)."""
+    names = (f"{unique_name}-prod", f"{unique_name}-staging")
+    yield names
+    for name in names:
+        delete_from_gateway(pushgateway_server.url, job=JOB, grouping_key={"namespace": name, "shard": "0"})
+
+
 def test_two_environments_keep_their_own_groups_on_one_pushgateway(
     pushgateway_server: services.PushgatewayServer,
     prometheus_server: services.PrometheusServer,
+    environments: tuple[str, str],
     unique_name: str,
 ) -> None:
-    production, staging = f"{unique_name}-prod", f"{unique_name}-staging"
+    production, staging = environments
 
     def sink(environment: str) -> MetricsSink:
         return MetricsSink(0, gateway=pushgateway_server.url, environment=environment)

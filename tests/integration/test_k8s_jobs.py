@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from pod_sandbox import ContainerSpec, Sandbox, container_spec, render
+from prometheus_client import delete_from_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
 import services
@@ -79,6 +80,14 @@ def _secrets_supplied(spec: ContainerSpec, cluster: dict[str, str]) -> None:
 
 
 @pytest.fixture
+def gateway_left_as_found(namespace: str, pushgateway_server: services.PushgatewayServer) -> Iterator[None]:
+    """Delete the scoring job's Pushgateway group afterwards: other tests read the job's shard 0."""
+    yield
+    group = {"namespace": namespace, "shard": "0"}
+    delete_from_gateway(pushgateway_server.url, job="churn_scoring", grouping_key=group)
+
+
+@pytest.fixture
 def sandbox_for() -> Iterator[Any]:
     made: list[Sandbox] = []
 
@@ -137,6 +146,7 @@ def test_scoring_cronjob_command_scores_on_a_read_only_root(
     sandbox_for: Any,
     training_run: tuple[Sandbox, Any],
     pushgateway_server: services.PushgatewayServer,
+    gateway_left_as_found: None,
 ) -> None:
     """Shard 0 of the Indexed Job (Kubernetes sets JOB_COMPLETION_INDEX), scoring with the trained model."""
     if training_run[1].returncode != 0:
