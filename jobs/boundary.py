@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from churn.errors import ChurnError, mapping_for
-from churn.settings import Settings, unwritable
+from churn.settings import Settings, redact, unwritable
 
 log = logging.getLogger("churn")
 T = TypeVar("T")
@@ -46,6 +46,7 @@ def _unexpected(name: str, err: Exception, failure_file: Path | None) -> NoRetur
 
 
 def fail(name: str, reason: str, code: int, failure_file: Path | None, exc: BaseException | None = None) -> NoReturn:
+    reason = redact(reason)  # also before logging is configured, and in the failure file
     with_trace = exc is not None and log.isEnabledFor(logging.DEBUG)
     log.error(f"{name} failed: {reason}", extra={"job": name, "exit_code": code}, exc_info=with_trace)
     if failure_file is not None:

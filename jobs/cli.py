@@ -1,4 +1,4 @@
-"""The `churn` command line: data, training stages, models; scoring and serving join it."""
+"""The `churn` command line: data, training stages; models, scoring and serving join it lazily."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ class LazyGroup(click.Group):
         "score": "churn_jobs.score:score_command",
         "risk": "churn_jobs.risk:risk_group",
         "serve": "churn_serve.server:serve_command",
+        "model": "churn_jobs.model_commands:model",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -234,45 +235,6 @@ def backfill(click_ctx: click.Context, first: str, last: str, model_uri: str | N
                 log.error("backfill stopped", extra={**where, "done": [d.isoformat() for d in dates[: number - 1]]})
             raise
     log.info("backfill finished", extra={"from": first, "to": last, "dates": len(dates)})
-
-
-# -- models ----------------------------------------------------------------------------------
-
-
-@cli.group()
-def model() -> None:
-    """The registered model: versions, aliases, rollback."""
-
-
-@model.command("list")
-@pass_context
-def model_list(ctx: Context) -> None:
-    """Versions with their aliases and test metrics."""
-    from churn.adapters.registry import ModelRegistry
-    from churn_jobs import clients
-
-    registry = ModelRegistry(clients.mlflow_client(ctx.settings), ctx.settings.model_name)
-    versions = run_job("model list", registry.versions)
-    click.echo(f"{'version':>7}  {'aliases':<20} {'verdict':<9} {'test f1':>8} {'roc auc':>8} {'brier':>7}  run")
-    for v in versions:
-        m = v.metrics
-        click.echo(
-            f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {v.tags.get('verdict', '-'):<9} "
-            f"{m.get('test.f1', float('nan')):>8.4f} {m.get('test.roc_auc', float('nan')):>8.4f} "
-            f"{m.get('test.brier', float('nan')):>7.4f}  {v.run_id}"
-        )
-
-
-@model.command("rollback")
-@pass_context
-def model_rollback(ctx: Context) -> None:
-    """Move `production` back to the previous production version."""
-    from churn.adapters.registry import ModelRegistry
-    from churn_jobs import clients
-
-    registry = ModelRegistry(clients.mlflow_client(ctx.settings), ctx.settings.model_name)
-    before, after = run_job("model rollback", registry.rollback)
-    click.echo(f"production: version {before} -> version {after}")
 
 
 def main() -> None:

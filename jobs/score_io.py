@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from churn import batch, sharding
-from churn.errors import ConfigError, ModelNotFound, UnavailableService
+from churn.errors import ConfigError
+from churn.model_source import LoadedModel
 from churn.risk_table import to_documents
 from churn.schema import Schema
 from churn.settings import Settings
@@ -67,42 +67,14 @@ def risk_store(settings: Settings) -> Any:
 
 
 def resolve_model(settings: Settings) -> batch.ModelRef:
-    """--model-uri / CHURN_MODEL_URI, else a mounted model directory, else models:/NAME@production."""
-    from churn.adapters import model_format
-
-    uri = settings.model_uri
-    mounted = settings.opt_ml / "model"
-    if not uri and (mounted / "MLmodel").is_file():
-        uri = str(mounted)
-    uri = uri or settings.registry_model_uri
-    if not uri.startswith("models:/"):
-        loaded = model_format.load(uri, n_threads=settings.threads, version="local", source=uri)
-        return _ref(loaded, loaded.name)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # bounded: MLflow retries for minutes by default
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    from mlflow.exceptions import MlflowException
-
-    from churn.adapters.registry import ModelRegistry
+    """The model in the one order of churn.model_source.locate, loaded (and verified) once."""
     from churn_jobs import clients
 
-    name, _, alias = uri[len("models:/") :].partition("@")
-    if not alias:
-        raise ConfigError(f"model URI {uri!r}: use models:/NAME@ALIAS (e.g. models:/churn@production) or a directory")
-    try:
-        loaded = ModelRegistry(clients.mlflow_client(settings), name).load(alias, n_threads=settings.threads)
-    except ModelNotFound:
-        raise
-    except MlflowException as err:
-        if getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-            raise ModelNotFound(f"no registered model {name!r} in {settings.tracking_uri}") from err
-        raise UnavailableService(f"MLflow at {settings.tracking_uri}: {str(err).splitlines()[0][:200]}") from err
-    return _ref(loaded, name)
+    return _ref(clients.model_source(settings, settings.threads).load())
 
 
-def _ref(loaded: Any, name: str) -> batch.ModelRef:
-    return batch.ModelRef(
-        loaded.compiled, loaded.name or name, str(loaded.version), loaded.run_id or "", loaded.reference_profile
-    )
+def _ref(loaded: LoadedModel) -> batch.ModelRef:
+    return batch.ModelRef(loaded.compiled, loaded.name, str(loaded.version), loaded.run_id, loaded.reference_profile)
 
 
 def chunks(settings: Settings, schema: Schema, source: str | None, chunk_rows: int, db: Any) -> Iterator[pa.Table]:

@@ -1,4 +1,8 @@
-"""Structured logging: one JSON object per line in containers, readable lines in a terminal."""
+"""Structured logging: one JSON object per line in containers, readable lines in a terminal.
+
+Every record passes `Redact` on its way out, whichever library logged it: a URL with a
+password in a message, an argument or an extra field leaves as user:***@host.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,39 @@ import json
 import logging
 import sys
 import time
+from typing import Any
+
+from churn.settings import redact
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class Redact(logging.Filter):
+    """The safety net for credentials: rewrites the message and every extra field through `redact`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD:
+                setattr(record, key, _clean(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clean(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,7 +55,7 @@ class JsonFormatter(logging.Formatter):
         }
         payload.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+            payload["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
 
 
@@ -31,7 +66,7 @@ class TextFormatter(logging.Formatter):
         line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
         line = f"{line}  {extra}" if extra else line
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
 
 
@@ -42,8 +77,12 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
         fmt = "text" if sys.stdout.isatty() else "json"
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(Redact())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # library warnings pass the same filter instead of going raw to stderr
     for noisy in ("urllib3", "botocore", "pymongo", "alembic", "mlflow", "git", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A retry is not news: the one-line error after the last attempt is.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

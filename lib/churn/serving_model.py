@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from churn.adapters.model_format import LoadedModel
 from churn.errors import InvalidModel
 from churn.model import to_frame
+from churn.model_source import LoadedModel
 from churn.record_path import RecordEncoder
 from churn.schema import Schema
 from churn.single_row import SingleRowScorer

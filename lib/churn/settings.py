@@ -3,6 +3,10 @@
 `Settings.from_env` is called once in each entrypoint's `main()`; CLI flags override it.
 With nothing set, everything runs on one laptop: local Parquet files, MLflow in SQLite,
 metrics in a Prometheus text file.
+
+`redact` is the one function that hides credentials in URLs (user:password@, token
+query parameters): every log line (see churn.logs), error message and MLflow tag passes
+through it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from churn.errors import ConfigError
+
+PROJECT_MARKER = "dvc.yaml"  # beside lib/ in a checkout of this project
 
 # name in the environment -> Settings attribute
 ENV = {
@@ -111,9 +117,9 @@ class Settings:
         if not 0 <= self.shard_index < self.shard_count:
             raise ConfigError(f"JOB_COMPLETION_INDEX={self.shard_index} must be in [0, {self.shard_count})")
         if self.mongodb_uri and urlparse(self.mongodb_uri).scheme not in ("mongodb", "mongodb+srv"):
-            raise ConfigError(f"MONGODB_URI={_redact(self.mongodb_uri)!r} must start with mongodb:// or mongodb+srv://")
+            raise ConfigError(f"MONGODB_URI={redact(self.mongodb_uri)!r} must start with mongodb:// or mongodb+srv://")
         if self.pushgateway_url and urlparse(self.pushgateway_url).scheme not in ("http", "https"):
-            raise ConfigError(f"PUSHGATEWAY_URL={self.pushgateway_url!r} must be an http(s) URL")
+            raise ConfigError(f"PUSHGATEWAY_URL={redact(self.pushgateway_url)!r} must be an http(s) URL")
         if self.log_format.lower() not in ("auto", "json", "text"):
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be auto, json or text")
         if not 1 <= self.port <= 65535:
@@ -145,7 +151,14 @@ class Settings:
     # -- derived locations, each with a laptop default -------------------------------------
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+        """MLFLOW_TRACKING_URI, else mlflow.db in the project root (never the current directory).
+
+        The project root is the checkout this package runs from (the directory holding
+        dvc.yaml and lib/); an installed package has none, and uses CHURN_DATA_DIR's parent.
+        """
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(project_root() or Path(self.data_dir).resolve().parent) / 'mlflow.db'}"
 
     @property
     def artifact_location(self) -> str | None:
@@ -220,11 +233,22 @@ def _cast(var: str, raw: str, kind: Any) -> Any:
     return text
 
 
-def _redact(uri: str) -> str:
-    """The URI with its password (only) replaced by ***."""
-    parsed = urlparse(uri)
-    if not parsed.password:
-        return uri
-    userinfo, _, host = parsed.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return parsed._replace(netloc=f"{user}:***@{host}").geturl()
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s:/?#@]*):(?P<password>[^\s/?#@]+)@")
+_SECRET_PARAMS = re.compile(
+    r"(?P<key>[?&](?:password|passwd|pwd|token|access_token|secret|api_key|apikey|sig|signature)=)[^&\s#'\"]+",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it (and secret-looking query values) replaced by ***."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_PARAMS.sub(lambda m: f"{m['key']}***", text)
+
+
+def project_root() -> Path | None:
+    """The checkout this package runs from (an editable install), or None for an installed package."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / PROJECT_MARKER).is_file() and (root / "lib" / "churn").is_dir() else None

@@ -196,3 +196,35 @@ def test_hot_reload_keeps_the_old_model_when_production_moves_to_a_tampered_vers
     assert server.log().count("model refused as untrusted") == 1
     assert not marker.exists(), "the swapped-in pickle ran inside a serve worker"
 
+
+
+def test_a_version_registered_before_sha256s_loads_once_an_operator_trusts_it(
+    client: MlflowClient, mlflow_uri: str, unique_name: str, model_dir: Path, customers_file: Path, tmp_path: Path
+) -> None:
+    experiment_id = client.create_experiment(unique_name)
+    client.create_registered_model(unique_name)
+    versions = {}
+    marker = tmp_path / "pwned"
+    for kind, directory in (("old", model_dir), ("crafted", pickle_model(model_dir, tmp_path / "crafted", marker))):
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_artifacts(run_id, str(directory), "model")
+        versions[kind] = client.create_model_version(unique_name, f"runs:/{run_id}/model", run_id=run_id).version
+    client.set_registered_model_alias(unique_name, "production", versions["old"])
+    env = {"MLFLOW_TRACKING_URI": mlflow_uri, "CHURN_MODEL_NAME": unique_name}
+    assert f"churn model trust {versions['old']}" in refusal(run_score(tmp_path, customers_file, **env))
+
+    def churn(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(Path(sys.executable).parent / "churn"), "model", *args],
+                              env={**os.environ, **env, "LOG_FORMAT": "json"}, capture_output=True, text=True,
+                              timeout=120)
+
+    crafted = churn("trust", versions["crafted"], "--reason", "old version")
+    assert crafted.returncode == 3 and "'cloudpickle'" in crafted.stdout and not marker.exists()
+    trusted = churn("trust", versions["old"], "--reason", "registered before sha256s", "--by", "ops")
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    tags = client.get_model_version(unique_name, versions["old"]).tags
+    assert f"sha256 {tags[SHA256_TAG]} recorded" in trusted.stdout and tags["trust.by"] == "ops"
+
+    scored = run_score(tmp_path, customers_file, **env)
+    assert scored.returncode == 0, scored.stdout[-3000:]
+    assert json.loads(scored.stdout.splitlines()[-1])["model_version"] == versions["old"]

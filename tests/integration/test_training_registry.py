@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from churn import files, generator
 from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry
+from churn.adapters.registry_actions import RegistryActions
 from churn.params import Params
 from churn.settings import Settings
 from churn_jobs import clients, stages
@@ -87,18 +89,23 @@ def test_better_challenger_replaces_a_weak_champion(tmp_path, settings, params, 
     assert registry.version_for(PRODUCTION).version == better["version"]
 
 
-def test_rollback_restores_the_previous_production_version(tmp_path, settings, params, labelled):
+def test_rollback_restores_the_previous_production_version(tmp_path, settings, params, labelled, monkeypatch):
     registry = ModelRegistry(clients.mlflow_client(settings), settings.model_name)
     first = run_pipeline(tmp_path / "a", settings, params, labelled, shuffle=3)
     second = run_pipeline(tmp_path / "b", settings, params, labelled)
     assert registry.version_for(PRODUCTION).version == second["version"]
 
-    before, after = registry.rollback()
+    before, after = RegistryActions(registry).rollback(reason="the newer one misbehaves", by="tester")
 
     assert (before, after) == (second["version"], first["version"])
     assert registry.version_for(PRODUCTION).version == first["version"]
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str((tmp_path / "tmp").resolve()))
+    (tmp_path / "tmp").mkdir()
     loaded = registry.load(PRODUCTION)
     assert loaded.version == first["version"]
+    assert list((tmp_path / "tmp").iterdir()) == [], "a registry load leaves its download behind"
 
 
 def test_registered_versions_carry_metrics_params_and_lineage(tmp_path, settings, params, labelled):
@@ -133,9 +140,107 @@ def test_model_list_and_rollback_commands_show_and_move_the_alias(tmp_path, sett
     assert "production" in rows[second["version"]] and "promoted" in rows[second["version"]]
     assert "production" not in rows[first["version"]]
 
-    rolled = runner.invoke(cli, ["--log-format", "text", "model", "rollback"])
+    rolled = runner.invoke(cli, ["--log-format", "text", "model", "rollback", "--reason", "bad night"])
     assert rolled.exit_code == 0, rolled.output
     assert f"version {second['version']} -> version {first['version']}" in rolled.output
 
-    again = runner.invoke(cli, ["--log-format", "text", "model", "rollback"])
+    again = runner.invoke(cli, ["--log-format", "text", "model", "rollback", "--reason", "again"])
     assert again.exit_code == 3  # nothing earlier to roll back to: a clear refusal, not a crash
+
+
+@pytest.fixture(scope="module")
+def hand_registry(mlflow_server, params, labelled, tmp_path_factory) -> dict:
+    """A model with two evaluated versions (the second is production) and one never evaluated."""
+    import uuid
+
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("hand")
+    settings = Settings.from_env({}, mlflow_tracking_uri=mlflow_server.tracking_uri,
+                                 model_name=f"hand-{uuid.uuid4().hex[:8]}")
+    first = run_pipeline(root / "a", settings, params, labelled, shuffle=5)
+    second = run_pipeline(root / "b", settings, params, labelled)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    run_id = client.create_run(client.get_experiment_by_name("churn").experiment_id).info.run_id
+    client.log_artifacts(run_id, str(root / "a" / "models" / "challenger"), "model")
+    unevaluated = ModelRegistry(client, settings.model_name).register(
+        run_id, model_dir=root / "a" / "models" / "challenger")
+    return {"settings": settings, "first": first["version"], "second": second["version"],
+            "unevaluated": unevaluated, "client": client}
+
+
+def churn(hand: dict, *args: str):
+    from click.testing import CliRunner
+
+    from churn_jobs.cli import cli
+
+    env = {"MLFLOW_TRACKING_URI": hand["settings"].tracking_uri, "CHURN_MODEL_NAME": hand["settings"].model_name}
+    return CliRunner().invoke(cli, ["--log-format", "text", *args], env=env)
+
+
+def test_promote_and_rollback_by_hand_record_who_when_and_why(hand_registry):
+    hand = hand_registry
+    registry = ModelRegistry(clients.mlflow_client(hand["settings"]), hand["settings"].model_name)
+    first, second, unevaluated = hand["first"], hand["second"], hand["unevaluated"]
+    assert registry.version_for(PRODUCTION).version == second
+
+    refused = churn(hand, "model", "promote", unevaluated, "--reason", "try it")
+    assert refused.exit_code == 3 and "never passed evaluation (its run has no test metrics)" in refused.output
+    assert registry.version_for(PRODUCTION).version == second
+
+    promoted = churn(hand, "model", "promote", first, "--reason", "A/B winner", "--by", "alice")
+    assert promoted.exit_code == 0, promoted.output
+    assert f"production: version {second} -> version {first}" in promoted.output
+    tags = registry.version(first).tags
+    assert (tags["promote.by"], tags["promote.reason"], tags["promote.from"], tags["promote.forced"]) == (
+        "alice", "A/B winner", second, "false")
+    assert tags["promote.at"].endswith("Z") and registry.version_for(STAGING).version == first
+
+    back = churn(hand, "model", "rollback", "--to", second, "--reason", "A/B over", "--by", "bob")
+    assert back.exit_code == 0 and registry.version_for(PRODUCTION).version == second, back.output
+    assert registry.version(second).tags["rollback.reason"] == "A/B over"
+    assert registry.version(first).tags["rolled_back"] == "true"
+
+    forced = churn(hand, "model", "promote", unevaluated, "--reason", "hotfix", "--force", "--by", "carol")
+    assert forced.exit_code == 0 and registry.version(unevaluated).tags["promote.forced"] == "true", forced.output
+
+    previous = churn(hand, "model", "rollback", "--reason", "hotfix broke it")
+    assert previous.exit_code == 0 and registry.version_for(PRODUCTION).version == second, previous.output
+
+    audit = [json.loads(v) for k, v in hand["client"].get_registered_model(hand["settings"].model_name).tags.items()
+             if k.startswith("audit.")]
+    moves = {(a["action"], a["version"], a["by"], a["forced"]) for a in audit}
+    assert {("promote", first, "alice", "false"), ("rollback", second, "bob", "false"),
+            ("promote", unevaluated, "carol", "true")} <= moves
+    assert len(audit) == 4 and {a["reason"] for a in audit} == {"A/B winner", "A/B over", "hotfix", "hotfix broke it"}
+
+
+def test_model_show_prints_the_card_and_logs_it_as_markdown(hand_registry):
+    hand = hand_registry
+    version = hand["second"]
+    run = hand["client"].get_run(ModelRegistry(hand["client"], hand["settings"].model_name).version(version).run_id)
+
+    shown = churn(hand, "model", "show", version)
+
+    assert shown.exit_code == 0, shown.output
+    text = shown.output
+    assert f"{hand['settings'].model_name} version {version}" in text
+    assert run.data.tags["data_hash"] in text and "threshold" in text and "verdict" in text and "promoted" in text
+    assert "test.f1" in text and "test.roc_auc" in text and "test rows" in text
+    assert "tenure (int): >= 0 and <= 1200" in text and "contract (category): one of Month-to-month" in text
+    assert "plots/roc.png" in text and "hyperparameters.n_estimators = 60" in text
+
+    logged = churn(hand, "model", "show", version, "--format", "markdown", "--log")
+    assert logged.exit_code == 0 and logged.output.startswith(f"# Model card: {hand['settings'].model_name}")
+    cards = [a.path for a in hand["client"].list_artifacts(run.info.run_id, "model_card")]
+    assert f"model_card/v{version}.md" in cards
+
+    missing = churn(hand, "model", "show", "999")
+    assert missing.exit_code == 3 and "has no version '999'" in missing.output
+
+
+def test_model_list_of_an_empty_registry_says_where_it_looked_and_what_to_run(mlflow_uri, unique_name):
+    hand = {"settings": Settings.from_env({}, mlflow_tracking_uri=mlflow_uri, model_name=unique_name)}
+    listed = churn(hand, "model", "list")
+    assert listed.exit_code == 3
+    assert f"MLFLOW_TRACKING_URI={mlflow_uri}" in listed.output and "dvc repro" in listed.output

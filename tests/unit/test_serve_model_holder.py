@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from churn.adapters.model_format import LoadedModel
 from churn.errors import ModelNotReady, UntrustedModel
+from churn.model_source import LoadedModel
 from churn_serve.model_holder import ModelHolder
 
 

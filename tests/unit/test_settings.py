@@ -197,3 +197,47 @@ def test_derived_locations_follow_the_settings() -> None:
     assert remote.tracking_uri == "http://127.0.0.1:5000" and remote.artifact_location is None
     local = Settings.from_env({})
     assert local.artifact_location is not None and local.artifact_location.endswith("mlartifacts")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("http://ops:hunter2@mlflow:5000/api", "http://ops:***@mlflow:5000/api"),
+    ("mongodb+srv://app:p%40ss@cluster.example/churn?retryWrites=true",
+     "mongodb+srv://app:***@cluster.example/churn?retryWrites=true"),
+    ("mongodb://app:pw@h1:27017,h2:27017/db", "mongodb://app:***@h1:27017,h2:27017/db"),
+    ("failed: API request to https://u:sekret@h/x failed; retry https://u:sekret@h/y",
+     "failed: API request to https://u:***@h/x failed; retry https://u:***@h/y"),
+    ("https://pg.example/metrics?token=abc123&job=x", "https://pg.example/metrics?token=***&job=x"),
+    ("http://host:9091/no/credentials", "http://host:9091/no/credentials"),
+    ("ratio=3 and a plain sentence", "ratio=3 and a plain sentence"),
+])
+def test_redact_hides_every_password_in_a_text(text: str, expected: str) -> None:
+    from churn.settings import redact
+
+    assert redact(text) == expected
+
+
+def test_a_bad_pushgateway_url_is_named_without_its_password() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"PUSHGATEWAY_URL": "ftp://ops:hunter2@pg:9091"})
+    assert "hunter2" not in str(err.value) and "ftp://ops:***@pg:9091" in str(err.value)
+
+
+def test_the_default_tracking_store_does_not_depend_on_the_current_directory(tmp_path, monkeypatch) -> None:
+    from churn.settings import project_root
+
+    here = Settings.from_env({}).tracking_uri
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).tracking_uri == here
+    root = project_root()
+    assert root is not None and here == f"sqlite:///{root / 'mlflow.db'}", "a checkout keeps its store at its root"
+    assert (root / "dvc.yaml").is_file()
+
+
+def test_without_a_checkout_the_store_sits_beside_the_data_dir(tmp_path, monkeypatch) -> None:
+    from churn import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "project_root", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"CHURN_DATA_DIR": "/srv/churn/data"})
+    assert settings.tracking_uri == "sqlite:////srv/churn/mlflow.db"
+    assert settings.artifact_location == "/srv/churn/mlartifacts"

@@ -21,6 +21,7 @@ from churn import files
 from churn.compiled import CompiledModel
 from churn.errors import InvalidModel, ModelNotFound, UntrustedModel
 from churn.model import TrainedModel
+from churn.model_source import LoadedModel
 from churn.schema import Schema
 
 FORMAT = "skops"
@@ -36,23 +37,6 @@ ALLOWED_TYPES = frozenset({
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 })
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to score, with where it came from."""
-
-    trained: TrainedModel
-    compiled: CompiledModel
-    metadata: dict[str, Any]
-    name: str = "churn"
-    version: str = "local"
-    run_id: str = ""
-    source: str = ""
-
-    @property
-    def reference_profile(self) -> dict[str, Any]:
-        return dict(self.metadata.get("reference_profile", {}))
 
 
 @dataclass(frozen=True)
@@ -86,7 +70,7 @@ def trusted_types(pipeline: Any) -> list[str]:
     return found
 
 
-def example_frame(frame: pd.DataFrame, rows: int = 3) -> pd.DataFrame:
+def example_frame(frame: pd.DataFrame, schema: Schema, rows: int = 3) -> pd.DataFrame:
     """A JSON-friendly input example: categories as plain strings."""
     head = frame.head(rows).copy()
     for column in head.columns:
@@ -101,7 +85,7 @@ def save(model: TrainedModel, path: Path, example: pd.DataFrame, extra: dict[str
     import numpy as np
     from mlflow.models import infer_signature
 
-    sample = example_frame(example)
+    sample = example_frame(example, model.schema)
     metadata = {
         "threshold": model.threshold,
         "encoding": model.encoding,
@@ -198,4 +182,5 @@ def load(path: str | Path, n_threads: int = 2, **origin: str) -> LoadedModel:
     )
     compiled = CompiledModel.from_trained(trained, n_threads=n_threads)
     origin.setdefault("source", str(checked.path))
+    origin.setdefault("run_id", checked.run_id)
     return LoadedModel(trained=trained, compiled=compiled, metadata=metadata, **origin)

@@ -1,4 +1,4 @@
-"""The MLflow model registry: versions, the `staging`/`production` aliases, rollback.
+"""The MLflow model registry: versions, the `staging`/`production` aliases, verified loading.
 
 Each version records the sha256 of its model directory at registration (tag
 `SHA256_TAG`); `load` downloads, recomputes it and refuses a version whose files changed
@@ -8,6 +8,7 @@ since, or that never recorded one, before anything is deserialized.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,14 +19,18 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from churn.adapters import model_format
+from churn.adapters.mlflow_client import GuardedClient, reaching
 from churn.errors import ModelNotFound, UntrustedModel
+from churn.model_source import PRODUCTION, LoadedModel
+from churn.settings import redact
 
 log = logging.getLogger(__name__)
-PRODUCTION = "production"
 STAGING = "staging"
-_SINCE = "production_since"
-_ROLLED_BACK = "rolled_back"
+SINCE_TAG = "production_since"
+ROLLED_BACK_TAG = "rolled_back"
 SHA256_TAG = "churn.model_sha256"
+VERDICT_TAG = "verdict"  # set at registration by the promote stage: promoted | rejected
+TO_MAKE_ONE = "train and register one with `dvc repro` or `churn train` (or point MLFLOW_TRACKING_URI elsewhere)"
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,18 @@ class VersionInfo:
 class ModelRegistry:
     """One registered model (default `churn`) in an MLflow tracking server."""
 
-    def __init__(self, client: MlflowClient, name: str = "churn") -> None:
+    def __init__(self, client: MlflowClient | GuardedClient, name: str = "churn") -> None:
         self.client = client
         self.name = name
+
+    @property
+    def tracking_uri(self) -> str:
+        return str(self.client.tracking_uri)
+
+    @property
+    def where(self) -> str:
+        """The tracking URI for messages, credentials redacted."""
+        return f"MLFLOW_TRACKING_URI={redact(self.tracking_uri)}"
 
     def version_for(self, alias: str) -> VersionInfo | None:
         try:
@@ -72,64 +86,74 @@ class ModelRegistry:
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.name, alias, version)
         if alias == PRODUCTION:
-            self.client.set_model_version_tag(self.name, version, _SINCE, str(time.time()))
+            self.client.set_model_version_tag(self.name, version, SINCE_TAG, str(time.time()))
 
     def versions(self) -> list[VersionInfo]:
         found = self.client.search_model_versions(f"name='{self.name}'")
         if not found:
             return []
-        # Search results leave aliases out; the registered model holds the alias map.
-        aliases: dict[str, list[str]] = {}
-        for alias, version in dict(self.client.get_registered_model(self.name).aliases or {}).items():
-            aliases.setdefault(str(version), []).append(alias)
+        aliases = self._aliases()  # search results leave aliases out
         infos = (self._info(mv, tuple(sorted(aliases.get(str(mv.version), [])))) for mv in found)
         return sorted(infos, key=lambda v: int(v.version))
 
-    def rollback(self) -> tuple[str, str]:
-        """Move `production` back to the version that held it before; returns (from, to)."""
-        current = self.version_for(PRODUCTION)
-        if current is None:
-            raise ModelNotFound(f"model {self.name!r} has no production version to roll back")
-        earlier = [
-            v
-            for v in self.versions()
-            if v.version != current.version
-            and _SINCE in v.tags
-            and v.tags.get(_ROLLED_BACK) != "true"
-            and float(v.tags[_SINCE]) < float(current.tags.get(_SINCE, "inf"))
-        ]
-        if not earlier:
-            raise ModelNotFound(f"model {self.name!r} has no earlier production version")
-        target = max(earlier, key=lambda v: float(v.tags[_SINCE]))
-        self.client.set_model_version_tag(self.name, current.version, _ROLLED_BACK, "true")
-        # Keep the target's original production_since so a second rollback goes further back.
-        self.client.set_registered_model_alias(self.name, PRODUCTION, target.version)
-        self.client.set_registered_model_alias(self.name, STAGING, target.version)
-        return current.version, target.version
+    def version(self, version: str) -> VersionInfo:
+        """One version with its aliases and run metrics; ModelNotFound naming the registry if it does not exist."""
+        try:
+            mv = self.client.get_model_version(self.name, str(version))
+        except MlflowException as err:
+            if _is_missing(err):
+                raise ModelNotFound(
+                    f"model {self.name!r} has no version {version!r} in the registry at {self.where}"
+                ) from err
+            raise
+        return self._info(mv, tuple(sorted(self._aliases().get(str(mv.version), []))))
 
-    def load(self, alias: str = PRODUCTION, n_threads: int = 2, dest: Path | None = None) -> model_format.LoadedModel:
-        """Download and load the version under `alias`; ModelNotFound if there is none."""
+    def download(self, info: VersionInfo, mv: Any, target: Path) -> str:
+        """The version's model directory, downloaded under `target`."""
+        if info.run_id:
+            return str(self.client.download_artifacts(info.run_id, "model", str(target)))
+        import mlflow
+
+        with reaching(self.tracking_uri):
+            return str(mlflow.artifacts.download_artifacts(mv.source, dst_path=str(target),
+                                                           tracking_uri=self.tracking_uri))
+
+    def _aliases(self) -> dict[str, list[str]]:
+        """version -> its aliases, from the registered model (which holds the alias map)."""
+        aliases: dict[str, list[str]] = {}
+        for alias, version in dict(self.client.get_registered_model(self.name).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        return aliases
+
+    def load(self, alias: str = PRODUCTION, n_threads: int = 2) -> LoadedModel:
+        """Download, verify and load the version under `alias`; ModelNotFound (saying what to run) if none.
+
+        The files are deleted once loaded: the model lives in memory.
+        """
         info = self.version_for(alias)
         if info is None:
-            raise ModelNotFound(f"no model version of {self.name!r} has the alias {alias!r}")
+            raise ModelNotFound(
+                f"no version of model {self.name!r} has the alias {alias!r} in the registry at {self.where}: "
+                f"{TO_MAKE_ONE}"
+            )
         mv = self.client.get_model_version(self.name, info.version)
-        target = dest or Path(tempfile.mkdtemp(prefix="churn-model-"))
-        local = self.client.download_artifacts(info.run_id, "model", str(target)) if info.run_id else None
-        if local is None:
-            import mlflow
-
-            local = mlflow.artifacts.download_artifacts(mv.source, dst_path=str(target))
-        self.verify(info.version, dict(mv.tags or {}).get(SHA256_TAG), Path(local))
-        return model_format.load(
-            local, n_threads=n_threads, name=self.name, version=info.version, run_id=info.run_id, source=str(mv.source)
-        )
+        target = Path(tempfile.mkdtemp(prefix="churn-model-"))
+        try:
+            local = self.download(info, mv, target)
+            self.verify(info.version, dict(mv.tags or {}).get(SHA256_TAG), Path(local))
+            return model_format.load(
+                local, n_threads=n_threads, name=self.name, version=info.version, run_id=info.run_id,
+                source=str(mv.source),
+            )
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
 
     def verify(self, version: str, recorded: str | None, local: Path) -> None:
         """UntrustedModel unless the downloaded files hash to the sha256 recorded at registration."""
         if not recorded:
             raise UntrustedModel(
-                f"model {self.name!r} version {version} has no recorded sha256 (tag {SHA256_TAG}): "
-                "refused; register it with `churn` so its files can be verified"
+                f"model {self.name!r} version {version} has no recorded sha256 (tag {SHA256_TAG}): refused; "
+                f"check it and record one with `churn model trust {version} --reason TEXT`"
             )
         actual = model_format.digest(local)
         if actual != recorded:

@@ -1,4 +1,7 @@
-"""MLflow tracking through an explicit client: runs, params, metrics, tags, artifacts."""
+"""MLflow tracking through an explicit client: runs, params, metrics, tags, artifacts.
+
+Tags and params pass `redact` on the way in: a URL with a password never lands in MLflow.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,14 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from churn.adapters.mlflow_client import GuardedClient
+from churn.settings import redact
+
 
 class Tracking:
-    def __init__(self, client: MlflowClient, experiment: str = "churn", artifact_location: str | None = None) -> None:
+    def __init__(
+        self, client: MlflowClient | GuardedClient, experiment: str = "churn", artifact_location: str | None = None
+    ) -> None:
         self.client = client
         found = client.get_experiment_by_name(experiment)
         self.experiment_id = (
@@ -19,7 +27,7 @@ class Tracking:
         )
 
     def start(self, name: str, tags: dict[str, str], parent: str | None = None) -> str:
-        all_tags = dict(tags)
+        all_tags = {k: redact(str(v)) for k, v in tags.items()}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -35,13 +43,13 @@ class Tracking:
         metrics: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
     ) -> None:
-        flat_params = [Param(k, str(v)[:6000]) for k, v in _flatten(params or {}).items()]
+        flat_params = [Param(k, redact(str(v))[:6000]) for k, v in _flatten(params or {}).items()]
         flat_metrics = [
             Metric(k, float(v), 0, 0)
             for k, v in _flatten(metrics or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
         ]
-        flat_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        flat_tags = [RunTag(k, redact(str(v))) for k, v in (tags or {}).items()]
         for i in range(0, max(len(flat_params), 1), 100):  # MLflow caps params per batch at 100
             self.client.log_batch(run_id, params=flat_params[i : i + 100])
         self.client.log_batch(run_id, metrics=flat_metrics, tags=flat_tags)
