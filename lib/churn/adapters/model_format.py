@@ -71,19 +71,20 @@ def trusted_types(pipeline: Any) -> list[str]:
 
 
 def example_frame(frame: pd.DataFrame, schema: Schema, rows: int = 3) -> pd.DataFrame:
-    """A JSON-friendly input example: categories as plain strings."""
+    """A JSON-friendly input example in the signature's types: categories as strings, ints as ints."""
     head = frame.head(rows).copy()
     for column in head.columns:
         if isinstance(head[column].dtype, pd.CategoricalDtype):
             head[column] = head[column].astype(object)
+    for spec in schema.features:
+        if spec.type == "int" and not spec.nullable and head[spec.name].notna().all():
+            head[spec.name] = head[spec.name].astype("int64")
     return head
 
 
 def save(model: TrainedModel, path: Path, example: pd.DataFrame, extra: dict[str, Any]) -> None:
     """Write the MLflow-format model directory at `path` (which must not exist)."""
     import mlflow
-    import numpy as np
-    from mlflow.models import infer_signature
 
     sample = example_frame(example, model.schema)
     metadata = {
@@ -99,11 +100,33 @@ def save(model: TrainedModel, path: Path, example: pd.DataFrame, extra: dict[str
         str(path),
         serialization_format=FORMAT,
         skops_trusted_types=trusted_types(model.pipeline),
-        signature=infer_signature(sample, np.zeros(len(sample))),
+        signature=signature(model.schema),
         input_example=sample,
         pyfunc_predict_fn="predict_proba",
         metadata={"churn": metadata},
     )
+
+
+def signature(schema: Schema) -> Any:
+    """The MLflow signature of what the pipeline takes and what pyfunc's predict_proba returns.
+
+    Integer features are `long` (a nullable one `double`: a missing value makes the column
+    float), floats `double`, categories `string`. Every column is required: MLflow's
+    "optional" means the column may be absent, which the Pipeline cannot take; a missing
+    VALUE (NaN/None) passes in a required column. The output is (n, 2): P(stay), P(churn).
+    """
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, TensorSpec
+    from mlflow.types.schema import Schema as MlflowSchema
+
+    def kind(spec: Any) -> str:
+        if not spec.is_numeric:
+            return "string"
+        return "long" if spec.type == "int" and not spec.nullable else "double"
+
+    inputs = MlflowSchema([ColSpec(kind(spec), spec.name) for spec in schema.features])
+    return ModelSignature(inputs=inputs, outputs=MlflowSchema([TensorSpec(np.dtype("float64"), (-1, 2))]))
 
 
 def check(path: str | Path) -> CheckedModel:
