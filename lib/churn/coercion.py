@@ -8,6 +8,7 @@ neighbours are.
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,7 @@ _SPECIAL = r"^[+-]?inf(inity)?$"
 _TRUE = ("true", "yes", "1", "1.0", "y", "t")
 _FALSE = ("false", "no", "0", "0.0", "n", "f")
 UNREADABLE = "\x00unreadable"  # marks values of a type no field accepts (dicts, lists)
+MAX_ID_CHARS = 256
 
 # -- input shapes ---------------------------------------------------------------------------
 
@@ -104,27 +106,54 @@ def _plain(column: pa.ChunkedArray | pa.Array, keep_dictionary: bool = False) ->
     return array
 
 
+# Python types a column of each kind may hold and still be built by Arrow's inference: any
+# other type (bytes, UUID, ObjectId, Decimal128, datetime, lists, dicts, MinKey, a bool among
+# numbers...) sends the column through `_as_text`, which judges each value alone. Otherwise one
+# odd value could set the type of the whole column (a BSON binary among strings made Arrow
+# build a binary column, and every row of the chunk was wrong_type).
+_NONE = type(None)
+_INFERABLE: dict[str, tuple[frozenset[type], ...]] = {
+    "id": (frozenset({str, _NONE}), frozenset({int, _NONE})),
+    "number": (frozenset({int, float, _NONE}),),
+    "category": (frozenset({str, _NONE}),),
+    "yesno": (frozenset({str, _NONE}), frozenset({bool, _NONE})),
+    "label": (frozenset({str, _NONE}), frozenset({bool, _NONE}), frozenset({int, float, _NONE})),
+}
+
+
 def _from_values(values: Any, kind: str) -> pa.Array:
-    """An Arrow array from Python values; mixed types fall back to a string column."""
-    if isinstance(values, list) and _mixes_bools(values):
-        # Arrow would read [29.85, True] as floats: a bool among other values is never a number.
-        return pa.array([_as_text(v, kind) for v in values], pa.string())
+    """An Arrow array from Python values; anything but plain values of the field's kind goes
+    through text, value by value, so one bad value costs one row."""
+    if isinstance(values, list):
+        found = {_base(t) for t in set(map(type, values))}
+        if not any(found <= allowed for allowed in _INFERABLE[kind]):
+            return pa.array([_as_text(v, kind) for v in values], pa.string())
     try:
         return _plain(pa.array(values, from_pandas=True))
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
         return pa.array([_as_text(v, kind) for v in values], pa.string())
 
 
-def _mixes_bools(values: list[Any]) -> bool:
-    has_bool = has_other = False
-    for value in values:
-        if isinstance(value, (bool, np.bool_)):
-            has_bool = True
-        elif value is not None:
-            has_other = True
-        if has_bool and has_other:
-            return True
-    return False
+def _base(kind: type) -> type:
+    """int for int subclasses (BSON's Int64), float for float subclasses; bool stays bool."""
+    if kind is not bool and issubclass(kind, int):
+        return int
+    if issubclass(kind, float):
+        return float
+    return kind
+
+
+def id_text(value: Any) -> str | None:
+    """A customer id as the validator reads it (a string trimmed, an integer in decimal), or
+    None for anything else: sharding uses the same reading, so `12345`, `"12345"` and
+    `" 12345 "` land in one shard, where the duplicate-id rule meets them."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return None
 
 
 def _as_text(value: Any, kind: str) -> str | None:
@@ -147,7 +176,26 @@ def _as_text(value: Any, kind: str) -> str | None:
         return str(value)
     if isinstance(value, float) and kind in ("number", "label"):
         return repr(value)
+    if kind == "number" and (isinstance(value, decimal.Decimal) or hasattr(value, "to_decimal")):
+        return _decimal_text(value)
     return UNREADABLE
+
+
+def _decimal_text(value: Any) -> str:
+    """A decimal (MongoDB's Decimal128, money's recommended type) as a float's text when the
+    float says exactly the same number (29.85 -> "29.85"); digits a float cannot carry are
+    unreadable, not silently rounded."""
+    number = value.to_decimal() if hasattr(value, "to_decimal") else value
+    if not isinstance(number, decimal.Decimal):
+        return UNREADABLE
+    if number.is_nan():
+        return "nan"
+    if number.is_infinite():
+        return "-inf" if number < 0 else "inf"
+    as_float = float(number)
+    if math.isinf(as_float) or decimal.Decimal(repr(as_float)) != number:
+        return UNREADABLE
+    return repr(as_float)
 
 
 # -- per-field checks -----------------------------------------------------------------------
@@ -162,6 +210,10 @@ def check_id(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
     if pa.types.is_string(array.type):
         codes[_np(pc.fill_null(pc.equal(array, UNREADABLE), False))] = WRONG_TYPE
         ids = pc.utf8_trim_whitespace(array)
+        # An id is a key, not a document: a megabyte "id" would be copied into every sink and log.
+        too_long = _np(pc.fill_null(pc.greater(pc.utf8_length(ids), MAX_ID_CHARS), False))
+        codes[too_long & (codes == OK)] = OUT_OF_BOUNDS
+        ids = pc.if_else(pa.array(too_long), pa.scalar(None, pa.string()), ids)
     elif pa.types.is_integer(array.type) or pa.types.is_null(array.type):
         ids = array.cast(pa.string())
     else:
