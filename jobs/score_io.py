@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from churn import batch, sharding
-from churn.coercion import id_text
 from churn.errors import ConfigError, ModelNotFound, UnavailableService
+from churn.raw_columns import id_text
 from churn.retries import RetryPolicy
 from churn.risk_table import to_documents
 from churn.schema import Schema

@@ -19,16 +19,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from churn.coercion import (
-    OK,
-    REASONS,
-    UNREADABLE,
-    check_feature,
-    check_id,
-    check_label,
-    columns_of,
-    to_table,
-)
+from churn.coercion import OK, REASONS, check_feature, check_id, check_label
+from churn.raw_columns import UNREADABLE, columns_of, to_table
 from churn.schema import FeatureSpec, Schema
 
 __all__ = ["REJECTED_SCHEMA", "ValidationResult", "describe", "move_to_rejected", "to_table", "validate"]

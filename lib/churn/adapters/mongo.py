@@ -43,10 +43,12 @@ def extended_json(value: Any) -> Any:
     """`json.dumps(default=...)` for BSON values: ObjectId, Decimal128, Binary, UUID, dates as
     MongoDB extended JSON, so a quarantined document's id can be looked up again."""
     from bson import json_util
+    from bson.binary import UuidRepresentation
 
+    options = json_util.RELAXED_JSON_OPTIONS.with_options(uuid_representation=UuidRepresentation.STANDARD)
     try:
-        return json_util.default(value)
-    except TypeError:
+        return json_util.default(value, json_options=options)
+    except (TypeError, ValueError):
         return {"$unknown": type(value).__name__, "text": str(value)[:200]}
 
 
