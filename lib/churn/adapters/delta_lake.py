@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -101,31 +102,29 @@ class RiskTables:
     # -- start-up ---------------------------------------------------------------------------
     def check(self, deadline: float = 30.0, legacy: Callable[[], bool] | None = None) -> None:
         """Before hours of scoring: reach the store, refuse a table with another schema (exit 3
-        naming the columns) or a manifest-era prefix, create the tables if new. Bounded by
-        `deadline` seconds in total, whatever the endpoint does (one that accepts connections
-        and never answers would otherwise hold each request until its timeout, retry by retry)."""
-        outcome: dict[str, BaseException | None] = {}
+        naming the columns) or a manifest-era prefix, create the tables if new.
 
-        def body() -> None:
-            try:
-                for uri, schema in ((self.uri, RISK_SCHEMA), (self.quarantine_uri, QUARANTINE_SCHEMA)):
-                    self._ensure(uri, schema, legacy if uri == self.uri else None)
-                outcome["error"] = None
-            except BaseException as err:  # handed to the caller's thread
-                outcome["error"] = err
-
-        worker = threading.Thread(target=body, name="churn-risk-table-check", daemon=True)
-        worker.start()
-        worker.join(deadline)
-        if worker.is_alive():
+        Bounded by `deadline` seconds plus at most one request timeout, whatever the endpoint
+        does: an endpoint that accepts connections and never answers costs one request timeout
+        per attempt (no client-side retries inside an attempt), and attempts stop at the deadline.
+        A thread cannot bound it instead: delta-rs keeps the GIL while it waits.
+        """
+        checking = RiskTables(
+            self.uri,
+            {**self.options, "max_retries": "0"} if self.options else {},
+            replace(self.retry, deadline=deadline),
+            self.commit_retries,
+        )
+        started = time.monotonic()
+        try:
+            for uri, schema in ((self.uri, RISK_SCHEMA), (self.quarantine_uri, QUARANTINE_SCHEMA)):
+                checking._ensure(uri, schema, legacy if uri == self.uri else None)
+        except UnavailableService as err:
             raise UnavailableService(
-                f"risk table {self.uri}: no answer from the object store within {deadline:.0f} s "
-                f"(connect {self.options.get('connect_timeout', '?')}, request {self.options.get('timeout', '?')} "
-                "per try): check AWS_ENDPOINT_URL_S3 and the network"
-            )
-        error = outcome.get("error")
-        if error is not None:
-            raise error
+                f"risk table {self.uri}: no answer from the object store within {time.monotonic() - started:.0f} s "
+                f"(start-up check bounded at {deadline:.0f} s, {self.options.get('timeout', '?')} per request; check "
+                f"AWS_ENDPOINT_URL_S3 and the network): {err.message}"
+            ) from err
 
     def _ensure(self, uri: str, schema: pa.Schema, legacy: Callable[[], bool] | None) -> None:
         if not self._call("look for the table", lambda: DeltaTable.is_deltatable(uri, self.options), uri):
