@@ -26,6 +26,7 @@ from score_env import (  # noqa: F401  (fixtures)
     mongo_rows,
     ok,
     registered_model_fixture,
+    run_churn,
     run_score,
     s3_rows,
     tables,
@@ -105,6 +106,9 @@ def test_rerun_after_a_kill_mid_publish_leaves_one_row_per_customer_and_identica
     assert process.returncode == -signal.SIGKILL, "the job finished before it could be killed"
     assert mongo_db["churn_risk_runs"].count_documents({"run_date": DAY}) == 0  # a reader sees no commit
     assert s3_rows(s3_server, s3_bucket).num_rows == first_s3.num_rows  # the last committed table is still whole
+    # MongoDB's reader honours the markers: none of the killed attempt's rows are listed.
+    listed = run_churn(env, "risk", "top", "--from", "mongo", "--date", DAY)
+    assert listed.returncode == 3 and "no committed shard of 2024-01-31" in listed.stdout + listed.stderr
 
     ok(run_score(env))
 
@@ -146,6 +150,18 @@ def test_three_shard_processes_side_by_side_equal_the_single_process_run(
     assert global_order == rank_order(single).column("customer_id").to_pylist()
     assert single.sort_by("rank").column("customer_id").to_pylist() == global_order
     assert mongo_db["churn_risk_runs"].count_documents({"run_date": DAY}) == 3
+
+    # The same date again as one shard: both sinks and both readers see one complete run.
+    ok(run_score(env))
+    listed = run_churn(env, "risk", "top", "--from", "mongo", "--limit", "3", "--format", "csv")
+    ok(listed)
+    assert len(listed.stdout.splitlines()) == 4
+    markers = list(mongo_db["churn_risk_runs"].find({"run_date": DAY}, {"_id": 0}))
+    assert [(m["shard"], m["shard_count"]) for m in markers] == [(0, 1)]
+    again, mongo = s3_rows(s3_server, s3_bucket), mongo_rows(mongo_db)
+    assert set(again.column("shard_count").to_pylist()) == {1} == set(mongo.column("shard_count").to_pylist())
+    assert by_id(again, [*COMPARED, "rank"]) == by_id(mongo, [*COMPARED, "rank"])
+    assert by_id(again, COMPARED) == by_id(single, COMPARED)
 
 
 def test_no_production_model_exits_3_with_one_line_and_writes_nothing(
