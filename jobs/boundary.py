@@ -17,6 +17,7 @@ T = TypeVar("T")
 # A path the job may not write (read-only root filesystem, another owner): a rerun fails
 # the same way, so it is configuration (exit 3), never an outage worth retrying.
 NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+MAX_REASON = 2_000
 
 
 def run_job(
@@ -47,6 +48,8 @@ def _unexpected(name: str, err: Exception, failure_file: Path | None) -> NoRetur
 
 def fail(name: str, reason: str, code: int, failure_file: Path | None, exc: BaseException | None = None) -> NoReturn:
     reason = redact(reason)  # also before logging is configured, and in the failure file
+    if len(reason) > MAX_REASON:  # an error quoting a huge document stays one readable line
+        reason = f"{reason[:MAX_REASON]}...[{len(reason) - MAX_REASON} more characters]"
     with_trace = exc is not None and log.isEnabledFor(logging.DEBUG)
     log.error(f"{name} failed: {reason}", extra={"job": name, "exit_code": code}, exc_info=with_trace)
     if failure_file is not None:

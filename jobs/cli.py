@@ -12,28 +12,11 @@ import click
 
 from churn import logs
 from churn.errors import ConfigError
-from churn.params import Params, load_params
 from churn.settings import Settings
 from churn_jobs.boundary import run_job
+from churn_jobs.context import Context, pass_context
 
 log = logging.getLogger("churn")
-
-
-class Context:
-    """Settings and params, built once from the environment and the group's flags."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._params: Params | None = None
-
-    @property
-    def params(self) -> Params:
-        if self._params is None:
-            self._params = load_params(self.settings.params_path)
-        return self._params
-
-
-pass_context = click.make_pass_decorator(Context)
 
 
 class LazyGroup(click.Group):

@@ -15,23 +15,24 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
+import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
 
-from churn import logs
-from churn.errors import ConfigError
+from churn import logs, tempdirs
+from churn.errors import ConfigError, Interrupted, TooManyRejects
 from churn.params import Params, load_params
 from churn.settings import Settings
 from churn_jobs.boundary import run_job
 
 log = logging.getLogger("churn.score")
 PROGRESS_SECONDS = 10.0
+STAGING_PREFIX = "churn-score-"
 
 
 def _options(command: Any) -> Any:
@@ -83,7 +84,7 @@ def _options(command: Any) -> Any:
 @click.pass_context
 def score_command(ctx: click.Context, **flags: Any) -> None:
     """Score every active customer and publish the risk table (the nightly job)."""
-    from churn_jobs.cli import Context
+    from churn_jobs.context import Context
 
     context = ctx.find_object(Context)
     assert context is not None, "churn score runs under the churn group"
@@ -140,12 +141,21 @@ def _metrics_sink(settings: Settings) -> Any:
 
 
 def _with_failure_metrics(settings: Settings, flags: dict[str, Any]) -> dict[str, Any]:
-    """The run; on any failure, push the failure marker before the boundary exits."""
+    """The run; on any failure (SIGTERM included) push the failure marker before the boundary exits."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return score(settings, load_params(settings.params_path), flags)
     except BaseException:
         _metrics_sink(settings).failure()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (Kubernetes stopping the pod) as an exception: `finally` blocks remove the
+    staging directory and the failure metric is pushed, within the grace period."""
+    raise Interrupted("terminated by SIGTERM before the run finished; nothing was committed by this attempt")
 
 
 def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str, Any]:
@@ -166,29 +176,54 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
         raise ConfigError("--mongo-sink needs MONGODB_URI")
     if not flags["object_store"] and not use_mongo:
         raise ConfigError("no sink: enable the object store or MongoDB")
-    where = {"run_date": run_date.isoformat(), "shard": settings.shard_index, "shard_count": settings.shard_count}
+    shard, count = settings.shard_index, settings.shard_count
+    where = {"run_date": run_date.isoformat(), "shard": shard, "shard_count": count}
     log.info("scoring run starting", extra=where)
+    tempdirs.clean_stale(STAGING_PREFIX)
 
     # Reach every service before hours of work, each within bounded time.
     db = score_io.mongo(settings) if (settings.mongodb_uri and (use_mongo or not flags["source"])) else None
-    store = score_io.risk_store(settings) if flags["object_store"] else None
-    if store is not None:
-        store.check()
+    risk = None
+    if use_mongo and db is not None:
+        from churn.adapters.mongo_risk import RiskCollection
+
+        risk = RiskCollection(db, settings.risk_collection, settings.quarantine_collection, score_io.RETRY)
+        risk.ensure_indexes()
+    tables = score_io.risk_tables(settings) if flags["object_store"] else None
+    if tables is not None:
+        score_io.check_risk_tables(settings, tables)
     model = score_io.resolve_model(settings)
     log.info("model resolved", extra={"model": model.name, "version": model.version, "run_id": model.run_id})
+    json_default = None
+    if flags["source"] is None and settings.mongodb_uri:
+        from churn.adapters.mongo import extended_json
 
-    staging = Path(tempfile.mkdtemp(prefix="churn-score-"))
-    try:
-        progress = Progress(settings.shard_index)
-        run = batch.ShardRun(model, config, run_date, staging, reasons=flags["reasons"], progress=progress.update)
-        run.score_all(score_io.chunks(settings, model.compiled.schema, flags["source"], chunk_rows, db))
+        json_default = extended_json
+
+    with tempdirs.scoped(STAGING_PREFIX) as staging:
+        progress = Progress(shard)
+        run = batch.ShardRun(
+            model,
+            config,
+            run_date,
+            staging,
+            reasons=flags["reasons"],
+            progress=progress.update,
+            shard=shard,
+            shard_count=count,
+            json_default=json_default,
+        )
+        try:
+            run.score_all(score_io.chunks(settings, model.compiled.schema, flags["source"], chunk_rows, db))
+        except TooManyRejects:
+            # Publish why before failing: the quarantine is what the morning's reader needs.
+            score_io.publish_quarantine(settings, run, tables, risk)
+            raise
         progress.close(run.tally)
         if run.tally.read == 0:
             log.warning("no active customers in this shard's source: publishing an empty table", extra=where)
         psi = run.tally.psi()  # before publishing: a failure here must not leave a half-reported run
-        written = score_io.publish(settings, run, store, db if use_mongo else None)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        written = score_io.publish(settings, run, tables, risk)
     run.tally.written = written
     metrics = RunMetrics(
         rows_read=run.tally.read,
@@ -209,8 +244,9 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
     summary = {
         **where,
         **describe(metrics),
+        "rows_duplicate": run.duplicates,
         "model_version": model.version,
-        "risk_table": store.date_dir(run_date) if store else None,
+        "risk_table": tables.uri if tables else None,
         "mongodb": f"{settings.mongodb_database}.{settings.risk_collection}" if use_mongo else None,
     }
     log.info("scoring run finished", extra=summary)

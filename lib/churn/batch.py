@@ -2,14 +2,14 @@
 
 Pass 1 validates and scores each chunk and stages the risk rows (Arrow IPC: a memcpy to
 write, column-selective to read) and the rejected records (Parquet), keeping nothing per
-row. Then the reject share is checked, and ranks come from the staged (probability, id)
-columns alone. Pass 2 streams the staged rows back with their ranks for the sinks. Memory
-is a few chunks plus, while ranking, about 30 bytes a customer.
+row but the duplicate-id rule's hashes. Then the reject share is checked, and ranks come
+from the staged (probability, id) columns alone. Pass 2 streams the staged rows back with
+their ranks for the sinks (as often as each sink needs). Memory is a few chunks plus, while
+ranking, about 30 bytes a customer.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
@@ -24,66 +24,63 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from churn import scoring
+from churn import files, scoring
 from churn.compiled import CompiledModel
-from churn.errors import ConfigError, TooManyRejects
+from churn.duplicates import FirstSeen
+from churn.errors import TooManyRejects
 from churn.profile import ProfileCounter
-from churn.risk_table import QUARANTINE_SCHEMA, RISK_SCHEMA
+from churn.risk_table import QUARANTINE_SCHEMA, RISK_SCHEMA, constant
 from churn.schema import Schema
-from churn.validation import validate
+from churn.validation import JsonDefault, ValidationResult, move_to_rejected, validate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 pool = pa.default_memory_pool()
 KEY_SCHEMA = pa.schema([RISK_SCHEMA.field("customer_id"), RISK_SCHEMA.field("churn_probability")])
+DUPLICATE_ID = "duplicate_id"
 
 
 def file_chunks(path: Path, schema: Schema, chunk_rows: int) -> Iterator[pa.Table]:
-    """Active customers from a Parquet or CSV file (or a directory of them), streamed in chunks."""
-    if not path.exists():
-        raise ConfigError(f"source {str(path)!r} does not exist")
-    files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".csv")) if path.is_dir() else [path]
-    if not files:
-        raise ConfigError(f"source directory {str(path)!r} has no .parquet or .csv files")
+    """Active customers from a Parquet or CSV file (or a directory of them), streamed in chunks.
+
+    Every file must have the id and every feature column (checked once, up front); a file
+    without a status column is all active.
+    """
     wanted = [schema.id_field, schema.status_field, *schema.feature_names]
     few_valued = [schema.status_field, *(spec.name for spec in schema.categorical)]
-    for file in files:
-        for batch in (
-            _csv_batches(file, chunk_rows)
-            if file.suffix == ".csv"
-            else _parquet_batches(file, wanted, few_valued, chunk_rows)
-        ):
-            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-            if schema.status_field in table.column_names:
-                active = pc.fill_null(pc.equal(table.column(schema.status_field), schema.active_status), False)
-                table = table.filter(active)
-            if table.num_rows:
-                yield table
+    for table in files.table_chunks(
+        path,
+        chunk_rows,
+        schema=schema,
+        columns=wanted,
+        dictionary=few_valued,
+        required=[schema.id_field, *schema.feature_names],
+        what="source",
+    ):
+        if schema.status_field in table.column_names:
+            table = table.filter(active_mask(table.column(schema.status_field), schema.active_status))
+        if table.num_rows:
+            yield table
 
 
-def _parquet_batches(file: Path, wanted: list[str], few_valued: list[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    arrow = pq.read_schema(file)
-    present = [name for name in wanted if name in arrow.names]
-    # Status and category text read as dictionaries: no string per row to build (5x faster reads).
-    text = [n for n in few_valued if n in arrow.names and pa.types.is_string(arrow.field(n).type)]
-    # pre_buffer off: with it on, the reader keeps every row group's raw bytes it has read.
-    reader = pq.ParquetFile(file, read_dictionary=text, pre_buffer=False)
-    yield from reader.iter_batches(batch_size=chunk_rows, columns=present)
-
-
-def _csv_batches(file: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    with open(file, encoding="utf-8", newline="") as handle:
-        names = next(csv.reader(handle), [])
-    # Every column as text: the validator decides what is a number.
-    options = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True)
-    reader = pacsv.open_csv(
-        file, read_options=pacsv.ReadOptions(block_size=max(chunk_rows * 128, 1 << 20)), convert_options=options
-    )
-    yield from reader
+def active_mask(status: pa.ChunkedArray | pa.Array, active: str) -> pa.Array:
+    """Rows whose status is the active one in any case and without surrounding spaces
+    (`Active`, ` ACTIVE `): the same rule as MongoDB's query (adapters.mongo.active_query)."""
+    if isinstance(status, pa.ChunkedArray):
+        if pa.types.is_dictionary(status.type):
+            status = status.unify_dictionaries()
+        status = status.combine_chunks()
+    if pa.types.is_dictionary(status.type):
+        # Judge each distinct status once, then spread the verdict over the rows.
+        verdict = active_mask(status.dictionary, active)
+        return pc.fill_null(verdict.take(status.indices), False)
+    if not (pa.types.is_string(status.type) or pa.types.is_large_string(status.type)):
+        status = status.cast(pa.string())
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(status))
+    return pc.fill_null(pc.equal(folded, active.strip().lower()), False)
 
 
 def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
@@ -143,26 +140,38 @@ class ShardRun:
         staging: Path,
         reasons: bool = True,
         progress: Callable[[scoring.Tally], None] | None = None,
+        shard: int = 0,
+        shard_count: int = 1,
+        json_default: JsonDefault | None = None,
     ) -> None:
         self.model = model
         self.config = config
         self.reasons = reasons
         self.staging = staging
         self.progress = progress
+        self.json_default = json_default
         self.run = scoring.RunInfo(
-            run_date, dt.datetime.now(dt.UTC).replace(microsecond=0), model.name, model.version, model.run_id
+            run_date,
+            dt.datetime.now(dt.UTC).replace(microsecond=0),
+            model.name,
+            model.version,
+            model.run_id,
+            shard,
+            shard_count,
         )
         schema = model.compiled.schema
         profile = ProfileCounter(schema, model.reference_profile) if model.reference_profile else None
         self.tally = scoring.Tally(config, schema, profile)
+        self.duplicates = 0
         self.rows_path = staging / "risk.arrow"
         self.keys_path = staging / "rank-keys.arrow"  # (customer_id, churn_probability): what ranking reads
         self.quarantine_path = staging / "quarantine.parquet"
         self.started = time.monotonic()
+        self._ranks: np.ndarray | None = None
 
-    def score_all(self, chunks: Iterable[pa.Table]) -> None:
-        """Pass 1: every chunk validated, scored and staged; fails on too many rejects."""
-        schema = self.model.compiled.schema
+    def score_all(self, chunks: Iterable[Any]) -> None:
+        """Pass 1: every chunk validated, de-duplicated, scored and staged. Raises TooManyRejects
+        (after the quarantine is staged, so it can still be published) over the limit."""
         quarantine: pq.ParquetWriter | None = None
         with (
             pa.OSFile(str(self.rows_path), "wb") as sink,
@@ -170,24 +179,48 @@ class ShardRun:
             pa.OSFile(str(self.keys_path), "wb") as key_sink,
             ipc.new_file(key_sink, KEY_SCHEMA) as keys,
         ):
-            for result in _prefetch(validate(chunk, schema) for chunk in chunks):
+            for result, offset in _prefetch(self._validated(chunks)):
                 scored = scoring.score(result.clean, self.model.compiled, self.config, self.run, self.reasons)
                 rows.write_table(scored.table)
                 keys.write_table(scored.table.select(list(KEY_SCHEMA.names)))
                 if result.rejected.num_rows:
                     quarantine = quarantine or pq.ParquetWriter(str(self.quarantine_path), QUARANTINE_SCHEMA)
-                    quarantine.write_table(self._quarantine_rows(result.rejected))
+                    quarantine.write_table(self._quarantine_rows(result.rejected, offset))
                 self.tally.add(scored, result.clean, result.rejected.num_rows)
                 pool.release_unused()  # hand freed chunk memory back, so RSS tracks the live chunk
                 if self.progress:
                     self.progress(self.tally)
         if quarantine is not None:
             quarantine.close()
+        self.check_rejects()
+
+    def _validated(self, chunks: Iterable[Any]) -> Iterator[tuple[ValidationResult, int]]:
+        """Each chunk validated, with later records of an id already kept moved to the rejected
+        rows (`duplicate_id`), and the shard-wide row offset of its first record. Runs in the
+        prefetch thread, in chunk order (the duplicate rule's "first" is read order)."""
+        schema = self.model.compiled.schema
+        seen = FirstSeen()
+        offset = 0
+        for chunk in chunks:
+            result = validate(chunk, schema, json_default=self.json_default)
+            ids = result.clean.column(schema.id_field)
+            repeated, kept = seen.repeats(ids, result.clean_rows + offset)
+            if repeated.size:
+                self.duplicates += int(repeated.size)
+                details = [{"kept_source_row": int(row)} for row in kept.tolist()]
+                result = move_to_rejected(
+                    result, chunk, repeated, DUPLICATE_ID, schema.id_field, details, self.json_default
+                )
+            yield result, offset
+            offset += result.n_input
+
+    def check_rejects(self) -> None:
         share = self.tally.reject_share
         if share > self.config.max_reject_share:
             raise TooManyRejects(
                 f"{self.tally.rejected} of {self.tally.read} customers ({share:.1%}) failed validation, over the "
-                f"limit of {self.config.max_reject_share:.1%}: not publishing; most common: {self._top_reasons()}"
+                f"limit of {self.config.max_reject_share:.1%}: not publishing the risk table (the quarantine "
+                f"holds them); most common: {self._top_reasons()}"
             )
 
     def _top_reasons(self, k: int = 3) -> str:
@@ -198,19 +231,20 @@ class ShardRun:
         )
         return ", ".join(f"{r['field']} {r['reason']} x{r['field_count']}" for r in counts.slice(0, k).to_pylist())
 
-    def _quarantine_rows(self, rejected: pa.Table) -> pa.Table:
+    def _quarantine_rows(self, rejected: pa.Table, offset: int) -> pa.Table:
         n = rejected.num_rows
-        offset = self.tally.read  # rows of earlier chunks: source_row counts across the shard
         return pa.table(
             {
                 "customer_id": rejected.column("customer_id"),
-                "run_date": scoring._repeat(self.run.run_date, n, pa.date32()),
+                "run_date": constant(self.run.run_date, n, pa.date32()),
                 "source_row": pc.add(rejected.column("row"), offset),
                 "field": rejected.column("field"),
                 "reason": rejected.column("reason"),
                 "errors": rejected.column("errors"),
                 "record": rejected.column("record"),
-                "quarantined_at": scoring._repeat(self.run.scored_at, n, pa.timestamp("us", tz="UTC")),
+                "quarantined_at": constant(self.run.scored_at, n, pa.timestamp("us", tz="UTC")),
+                "shard": constant(self.run.shard, n, pa.int32()),
+                "shard_count": constant(self.run.shard_count, n, pa.int32()),
             },
             schema=QUARANTINE_SCHEMA,
         )
@@ -220,8 +254,11 @@ class ShardRun:
         return self.quarantine_path.exists()
 
     def ranked(self) -> Iterator[pa.Table]:
-        """Pass 2: the staged rows, chunk by chunk, with their ranks across the whole shard."""
-        ranks = scoring.ranks(self._keys, self.tally.scored)
+        """Pass 2: the staged rows, chunk by chunk, with their ranks across the whole shard.
+        Each call streams them again (ranks are computed once)."""
+        if self._ranks is None:
+            self._ranks = scoring.ranks(self._keys, self.tally.scored)
+        ranks = self._ranks
         # Plain reads, not a memory map: mapped pages would stay resident and grow with the run.
         with pa.OSFile(str(self.rows_path)) as source:
             reader = ipc.open_file(source)
@@ -240,23 +277,29 @@ class ShardRun:
                 batch = reader.get_batch(i)
                 yield batch.column(1).to_numpy(), batch.column(0)
 
-    def quarantine_documents(self, limit: int = 10_000) -> Iterator[list[dict[str, Any]]]:
-        """Rejected records as MongoDB documents (record and errors parsed back from JSON)."""
+    def quarantine_tables(self, rows: int = 50_000) -> Iterator[pa.Table]:
+        """The staged rejected records (QUARANTINE_SCHEMA), in batches."""
         if not self.has_quarantine:
             return
-        for batch in pq.ParquetFile(self.quarantine_path).iter_batches(batch_size=limit):
-            docs = batch.to_pylist()
+        for batch in pq.ParquetFile(self.quarantine_path).iter_batches(batch_size=rows):
+            yield pa.Table.from_batches([batch], schema=QUARANTINE_SCHEMA)
+
+    def quarantine_documents(self, limit: int = 10_000) -> Iterator[list[dict[str, Any]]]:
+        """Rejected records as MongoDB documents (errors parsed back from JSON)."""
+        for table in self.quarantine_tables(limit):
+            docs = table.to_pylist()
             for doc in docs:
                 doc["run_date"] = doc["run_date"].isoformat()
                 doc["errors"] = json.loads(doc["errors"])  # the record stays JSON text: its keys are untrusted
             yield docs
 
     def record(self) -> dict[str, Any]:
-        """What the commit records (manifest, MongoDB marker) say about this shard's run."""
+        """What the commits (Delta commit metadata, MongoDB marker) say about this shard's run."""
         return {
             "rows": self.tally.scored,
             "rows_read": self.tally.read,
             "rows_rejected": self.tally.rejected,
+            "rows_duplicate": self.duplicates,
             "model": {"name": self.model.name, "version": self.model.version, "run_id": self.model.run_id},
             "scored_at": self.run.scored_at.isoformat(),
         }

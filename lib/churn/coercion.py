@@ -1,23 +1,18 @@
-"""How raw values become typed Arrow columns, with an error code for every row.
+"""How each field's raw Arrow column becomes a typed, checked column with an error code per row.
 
-The validator (churn.validation) calls these per field. Typed columns cost a few
-vectorised passes; mixed Python values (MongoDB documents, JSON) fall back to text with a
-marker for values no field accepts, so a value gets the same verdict whatever its
-neighbours are.
+The validator (churn.validation) calls these per field, on the arrays churn.raw_columns built.
+Typed columns cost a few vectorised passes; text is coerced when unambiguous (numbers with
+spaces, categories in another case) and rejected when not.
 """
 
 from __future__ import annotations
-
-import math
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churn.errors import InvalidInput
-from churn.schema import FeatureSpec, Schema
+from churn.raw_columns import UNREADABLE, plain_array
+from churn.schema import FeatureSpec
 
 OK, MISSING, WRONG_TYPE, OUT_OF_BOUNDS, UNKNOWN_CATEGORY, NOT_FINITE = range(6)
 REASONS = {
@@ -31,124 +26,7 @@ _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _SPECIAL = r"^[+-]?inf(inity)?$"
 _TRUE = ("true", "yes", "1", "1.0", "y", "t")
 _FALSE = ("false", "no", "0", "0.0", "n", "f")
-UNREADABLE = "\x00unreadable"  # marks values of a type no field accepts (dicts, lists)
-
-# -- input shapes ---------------------------------------------------------------------------
-
-
-def to_table(records: Sequence[dict[str, Any]], schema: Schema, extra: Sequence[str] = ()) -> pa.Table:
-    """Raw documents as an Arrow table without judging them: mixed columns become strings.
-
-    Used to snapshot messy sources (MongoDB) to Parquet before validation.
-    """
-    names = [schema.id_field, *schema.feature_names, schema.label_field, *extra]
-    return pa.table({name: _from_values([r.get(name) for r in records], _kind(name, schema)) for name in names})
-
-
-def _kind(name: str, schema: Schema) -> str:
-    """How loose Python values of this field turn into text when a column mixes types."""
-    if name == schema.id_field:
-        return "id"
-    if name == schema.label_field:
-        return "label"
-    spec = schema.by_name.get(name)
-    if spec is None or spec.is_numeric:
-        return "number"
-    return "yesno" if "Yes" in spec.values and "No" in spec.values else "category"
-
-
-def columns_of(data: Any, schema: Schema, require_label: bool) -> tuple[dict[str, pa.Array], int, Any]:
-    """Each field the schema needs as one Arrow array (all-null where the input lacks it)."""
-    wanted = [schema.id_field, *schema.feature_names] + ([schema.label_field] if require_label else [])
-    if isinstance(data, pa.Table):
-        n = data.num_rows
-        got = {
-            name: _plain(data.column(name), keep_dictionary=_kind(name, schema) in ("category", "yesno"))
-            for name in wanted
-            if name in data.column_names
-        }
-        records: Any = data
-    elif hasattr(data, "columns") and hasattr(data, "iloc"):  # pandas DataFrame, duck-typed
-        n = len(data)
-        got = {}
-        for name in wanted:
-            if name in data.columns:
-                column = data[name]
-                values = column.tolist() if column.dtype == object else column
-                got[name] = _from_values(values, _kind(name, schema))
-        records = data
-    elif isinstance(data, (list, tuple)):
-        n = len(data)
-        for i, item in enumerate(data):
-            if not isinstance(item, dict):
-                raise InvalidInput(f"record {i} is a {type(item).__name__}, not an object", row=i)
-        got = {name: _from_values([r.get(name) for r in data], _kind(name, schema)) for name in wanted}
-        records = data
-    else:
-        raise InvalidInput(f"cannot validate a {type(data).__name__}: give a table, DataFrame or list of objects")
-    columns = {name: got.get(name, pa.nulls(n)) for name in wanted}
-    return columns, n, records
-
-
-def _plain(column: pa.ChunkedArray | pa.Array, keep_dictionary: bool = False) -> pa.Array:
-    if isinstance(column, pa.ChunkedArray):
-        if pa.types.is_dictionary(column.type):
-            column = column.unify_dictionaries()  # chunks may each carry their own dictionary
-        array = column.combine_chunks()
-    else:
-        array = column
-    if pa.types.is_dictionary(array.type) and not keep_dictionary:
-        array = array.cast(array.type.value_type)
-    if pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
-        array = array.cast(pa.string())
-    return array
-
-
-def _from_values(values: Any, kind: str) -> pa.Array:
-    """An Arrow array from Python values; mixed types fall back to a string column."""
-    if isinstance(values, list) and _mixes_bools(values):
-        # Arrow would read [29.85, True] as floats: a bool among other values is never a number.
-        return pa.array([_as_text(v, kind) for v in values], pa.string())
-    try:
-        return _plain(pa.array(values, from_pandas=True))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        return pa.array([_as_text(v, kind) for v in values], pa.string())
-
-
-def _mixes_bools(values: list[Any]) -> bool:
-    has_bool = has_other = False
-    for value in values:
-        if isinstance(value, (bool, np.bool_)):
-            has_bool = True
-        elif value is not None:
-            has_other = True
-        if has_bool and has_other:
-            return True
-    return False
-
-
-def _as_text(value: Any, kind: str) -> str | None:
-    """One loose value as text the field's check understands; unreadable values get a marker."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, np.generic):
-        return _as_text(value.item(), kind)
-    if isinstance(value, bool):
-        if kind == "yesno":
-            return "Yes" if value else "No"
-        return ("true" if value else "false") if kind == "label" else UNREADABLE
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates from JSON: not text anyone meant
-            return UNREADABLE
-        return value
-    if isinstance(value, int) and kind in ("id", "number", "label"):
-        return str(value)
-    if isinstance(value, float) and kind in ("number", "label"):
-        return repr(value)
-    return UNREADABLE
-
+MAX_ID_CHARS = 256
 
 # -- per-field checks -----------------------------------------------------------------------
 
@@ -162,6 +40,10 @@ def check_id(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
     if pa.types.is_string(array.type):
         codes[_np(pc.fill_null(pc.equal(array, UNREADABLE), False))] = WRONG_TYPE
         ids = pc.utf8_trim_whitespace(array)
+        # An id is a key, not a document: a megabyte "id" would be copied into every sink and log.
+        too_long = _np(pc.fill_null(pc.greater(pc.utf8_length(ids), MAX_ID_CHARS), False))
+        codes[too_long & (codes == OK)] = OUT_OF_BOUNDS
+        ids = pc.if_else(pa.array(too_long), pa.scalar(None, pa.string()), ids)
     elif pa.types.is_integer(array.type) or pa.types.is_null(array.type):
         ids = array.cast(pa.string())
     else:
@@ -276,7 +158,7 @@ def _check_category_dictionary(spec: FeatureSpec, array: pa.DictionaryArray, n: 
     Parquet and MongoDB readers hand categories over dictionary-encoded; casting them back
     to one string per row costs more than the whole check.
     """
-    dictionary = _plain(array.dictionary)
+    dictionary = plain_array(array.dictionary)
     if len(dictionary) == 0:
         return _check_category(spec, pa.nulls(n, pa.string()), n)
     per_value, per_value_codes = _check_category(spec, dictionary, len(dictionary))

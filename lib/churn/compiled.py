@@ -18,6 +18,7 @@ from lightgbm import Booster
 from sklearn.calibration import CalibratedClassifierCV
 
 from churn.model import TrainedModel
+from churn.profile import feature_arrays
 from churn.schema import Schema
 from churn.treeshap import TreeShap, Unsupported
 
@@ -94,20 +95,18 @@ class CompiledModel:
 
     def matrix(self, clean: pa.Table) -> np.ndarray:
         """The encoded float matrix of a validated table (numbers imputed, categories coded)."""
-        n = clean.num_rows
-        out = np.empty((n, len(self.schema.features)), dtype=np.float64)
-        for j, spec in enumerate(self.schema.numeric):
-            column = clean.column(spec.name).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        return self.encode(feature_arrays(clean, self.schema))
+
+    def encode(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """The matrix from `profile.feature_arrays` columns: imputed numbers, then category codes."""
+        numeric, categorical = self.schema.numeric, self.schema.categorical
+        n = len(features[self.schema.features[0].name]) if self.schema.features else 0
+        out = np.empty((n, len(numeric) + len(categorical)), dtype=np.float64)
+        for j, spec in enumerate(numeric):
+            column = features[spec.name]
             out[:, j] = np.where(np.isnan(column), self.fill[j], column)
-        offset = len(self.schema.numeric)
-        for j, spec in enumerate(self.schema.categorical):
-            column = clean.column(spec.name)
-            if isinstance(column, pa.ChunkedArray):
-                column = column.combine_chunks()
-            codes = column.indices.to_numpy(zero_copy_only=False).astype(np.float64)
-            if column.null_count:
-                codes[np.asarray(column.is_null().to_numpy(zero_copy_only=False))] = np.nan
-            out[:, offset + j] = codes
+        for j, spec in enumerate(categorical):
+            out[:, len(numeric) + j] = features[spec.name]
         return out
 
     def margin(self, x: np.ndarray) -> np.ndarray:

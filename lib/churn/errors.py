@@ -91,6 +91,12 @@ class TooManyRejects(ChurnError):
     code = "too_many_rejects"
 
 
+class Interrupted(ChurnError):
+    """The process was told to stop (SIGTERM) before it finished: worth running again."""
+
+    code = "interrupted"
+
+
 class UnavailableService(ChurnError):
     """MongoDB, S3, MLflow or the Pushgateway could not be reached after retries."""
 
@@ -116,6 +122,7 @@ ERROR_TABLE: tuple[tuple[type[ChurnError], Mapping], ...] = (
     (UntrustedModel, Mapping(503, EXIT_BAD_INPUT)),
     (TooManyRejects, Mapping(422, EXIT_BAD_INPUT)),
     (UnavailableService, Mapping(503, EXIT_RETRYABLE)),
+    (Interrupted, Mapping(503, EXIT_RETRYABLE)),
     (ChurnError, Mapping(500, EXIT_RETRYABLE)),
 )
 

@@ -15,6 +15,24 @@ from typing import Any
 from churn.settings import redact
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# Every line stays readable by log shippers (which cut or drop lines of hundreds of KB): an
+# error quoting a rejected 15 MB document must not become a 31 MB "one-line" log entry.
+MAX_MESSAGE = 4_000
+MAX_FIELD = 2_000
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
+
+
+def _field(value: object) -> object:
+    """An extra field as logged: small values as they are, big ones cut to MAX_FIELD characters."""
+    if isinstance(value, str):
+        return _cap(value, MAX_FIELD)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    text = json.dumps(value, default=str)
+    return value if len(text) <= MAX_FIELD else _cap(text, MAX_FIELD)
 
 
 class Redact(logging.Filter):
@@ -47,13 +65,13 @@ def _clean(value: Any) -> Any:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        payload = {
+        payload: dict[str, object] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _cap(record.getMessage(), MAX_MESSAGE),
         }
-        payload.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        payload.update({k: _field(v) for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             payload["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
@@ -61,9 +79,9 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        extra = " ".join(f"{k}={_field(v)}" for k, v in vars(record).items() if k not in _STANDARD)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
+        line = f"{stamp} {record.levelname:<7} {_cap(record.getMessage(), MAX_MESSAGE)}"
         line = f"{line}  {extra}" if extra else line
         if record.exc_info:
             line += "\n" + (record.exc_text or self.formatException(record.exc_info))

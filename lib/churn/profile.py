@@ -10,11 +10,35 @@ import copy
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from churn.schema import Schema
 
 _EPS = 1e-4  # keeps empty bins from making PSI infinite
 SCORE_EDGES = [i / 10 for i in range(11)]
+
+
+def feature_arrays(table: pa.Table, schema: Schema) -> dict[str, np.ndarray]:
+    """Each feature of a validated table as floats: numbers as they are (missing as NaN),
+    categories as their codes in the schema's value order (missing as NaN). The profile counts
+    these; CompiledModel.encode imputes and stacks them into the model's matrix."""
+    out = {}
+    for spec in schema.features:
+        column = table.column(spec.name)
+        if spec.is_numeric:
+            out[spec.name] = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        else:
+            out[spec.name] = category_codes(column)
+    return out
+
+
+def category_codes(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The dictionary codes of a validated category column as floats, NaN where missing."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    codes = array.indices.to_numpy(zero_copy_only=False).astype(np.float64)
+    if array.null_count:
+        codes[np.asarray(array.is_null().to_numpy(zero_copy_only=False))] = np.nan
+    return codes
 
 
 def _numeric_edges(values: np.ndarray, bins: int) -> list[float]:

@@ -1,8 +1,12 @@
 """The nightly risk table and its quarantine: Arrow schemas and the shapes other sinks need.
 
-One schema for every sink: Parquet parts carry it as is; MongoDB documents are its rows
-with `run_date` as an ISO string (BSON has no date-only type) so the unique index on
-(`customer_id`, `run_date`) matches what readers query.
+One schema for every sink: the Delta table stores it as is (partitioned by `run_date`);
+MongoDB documents are its rows with `run_date` as an ISO string (BSON has no date-only type)
+so the unique index on (`customer_id`, `run_date`) matches what readers query.
+
+`shard` and `shard_count` (added with the Delta table) say which slice of a run wrote a row:
+a shard's rerun replaces exactly the rows of its slice (`slice_predicate`), and any rows
+written by a run with another shard count, so no customer is ever listed twice.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 REASON_TYPE = pa.struct([("feature", pa.string()), ("contribution", pa.float64())])
@@ -32,6 +37,8 @@ RISK_SCHEMA = pa.schema(
         ("model_version", pa.string()),
         ("model_run_id", pa.string()),
         ("scored_at", pa.timestamp("us", tz="UTC")),
+        ("shard", pa.int32()),  # this row's slice of the run: shard of shard_count
+        ("shard_count", pa.int32()),
     ]
 )
 
@@ -45,10 +52,26 @@ QUARANTINE_SCHEMA = pa.schema(
         ("errors", pa.string()),  # JSON list of every failing field with reason and value
         ("record", pa.string()),  # JSON of the record as read
         ("quarantined_at", pa.timestamp("us", tz="UTC")),
+        ("shard", pa.int32()),
+        ("shard_count", pa.int32()),
     ]
 )
+PARTITION_BY = ("run_date",)
 
 RISK_KEYS = ("customer_id", "run_date")
+
+
+def constant(value: Any, n: int, kind: pa.DataType) -> pa.Array:
+    """`value` repeated `n` times (one shared buffer entry, gathered: no Python list of n)."""
+    return pa.array([value], kind).take(pa.array(np.zeros(n, dtype=np.int32)))
+
+
+def slice_predicate(run_date: dt.date, shard: int, shard_count: int) -> str:
+    """The rows one shard's commit replaces: its own slice of the date, plus any row of that
+    date written under another shard count (a rerun with fewer or more shards)."""
+    return (
+        f"run_date = '{run_date.isoformat()}' AND (shard = {int(shard)} OR shard_count <> {int(shard_count)})"
+    )
 
 
 def parse_date(text: str) -> dt.date:

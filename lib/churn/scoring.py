@@ -20,10 +20,9 @@ import pyarrow.compute as pc
 from churn.compiled import CompiledModel
 from churn.errors import ConfigError
 from churn.params import Params
-from churn.profile import ProfileCounter
-from churn.risk_table import REASON_TYPE, RISK_SCHEMA
+from churn.profile import ProfileCounter, feature_arrays
+from churn.risk_table import REASON_TYPE, RISK_SCHEMA, constant
 from churn.schema import Schema
-from churn.training import feature_arrays
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,7 @@ class ScoringConfig:
     top_reasons: int
     max_reject_share: float
     chunk_rows: int
+    keep_days: int = 400  # run dates kept by `churn risk vacuum`; 0 keeps every date
 
     @classmethod
     def from_params(cls, params: Params) -> ScoringConfig:
@@ -52,9 +52,15 @@ class ScoringConfig:
             top_reasons=int(section.get("top_reasons", 3)),
             max_reject_share=float(section.get("max_reject_share", 0.05)),
             chunk_rows=int(section.get("chunk_rows", 100_000)),
+            keep_days=int(section.get("keep_days", 400)),
         )
-        if config.chunk_rows < 1 or config.top_reasons < 0 or not 0 <= config.max_reject_share <= 1:
-            raise ConfigError("scoring: chunk_rows >= 1, top_reasons >= 0, max_reject_share in [0, 1]")
+        if (
+            config.chunk_rows < 1
+            or config.top_reasons < 0
+            or config.keep_days < 0
+            or not 0 <= config.max_reject_share <= 1
+        ):
+            raise ConfigError("scoring: chunk_rows >= 1, top_reasons >= 0, keep_days >= 0, max_reject_share in [0, 1]")
         return config
 
     @property
@@ -76,6 +82,8 @@ class RunInfo:
     model_name: str
     model_version: str
     model_run_id: str
+    shard: int = 0
+    shard_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -86,17 +94,15 @@ class Scored:
     probability: np.ndarray
     band: np.ndarray
     flagged: int
-
-
-def _repeat(value: Any, n: int, kind: pa.DataType) -> pa.Array:
-    return pa.array([value], kind).take(pa.array(np.zeros(n, dtype=np.int32)))
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # profile.feature_arrays of the chunk
 
 
 def score(clean: pa.Table, model: CompiledModel, config: ScoringConfig, run: RunInfo, reasons: bool = True) -> Scored:
     """Risk rows for validated customers (the model's schema), in input order."""
     schema = model.schema
     n = clean.num_rows
-    x = model.matrix(clean)
+    features = feature_arrays(clean, schema)
+    x = model.encode(features)
     probability = model.probability(x) if n else np.zeros(0)
     band = config.band_index(probability)
     revenue: pa.Array | pa.ChunkedArray = pa.nulls(n, pa.float64())
@@ -107,19 +113,21 @@ def score(clean: pa.Table, model: CompiledModel, config: ScoringConfig, run: Run
     )
     columns = {
         "customer_id": clean.column(schema.id_field),
-        "run_date": _repeat(run.run_date, n, pa.date32()),
+        "run_date": constant(run.run_date, n, pa.date32()),
         "churn_probability": pa.array(probability),
         "churn_prediction": pa.array(probability >= model.threshold),
         "risk_band": pa.array(config.band_names, pa.string()).take(pa.array(band.astype(np.int32))),
         "rank": pa.array(np.zeros(n, dtype=np.int64)),
         "revenue_at_risk": revenue,
         "reasons": _reasons(model, x, flagged, config.top_reasons, n),
-        "model_name": _repeat(run.model_name, n, pa.string()),
-        "model_version": _repeat(run.model_version, n, pa.string()),
-        "model_run_id": _repeat(run.model_run_id, n, pa.string()),
-        "scored_at": _repeat(run.scored_at, n, pa.timestamp("us", tz="UTC")),
+        "model_name": constant(run.model_name, n, pa.string()),
+        "model_version": constant(run.model_version, n, pa.string()),
+        "model_run_id": constant(run.model_run_id, n, pa.string()),
+        "scored_at": constant(run.scored_at, n, pa.timestamp("us", tz="UTC")),
+        "shard": constant(run.shard, n, pa.int32()),
+        "shard_count": constant(run.shard_count, n, pa.int32()),
     }
-    return Scored(pa.table(columns, schema=RISK_SCHEMA), probability, band, int(flagged.size))
+    return Scored(pa.table(columns, schema=RISK_SCHEMA), probability, band, int(flagged.size), features)
 
 
 def _reasons(model: CompiledModel, x: np.ndarray, flagged: np.ndarray, k: int, n: int) -> pa.Array:
@@ -257,8 +265,8 @@ class Tally:
         )
         self.score_sum += float(scored.probability.sum())
         if self.profile is not None and clean.num_rows:
-            # feature_arrays only reads params.schema: the model's schema, which the profile matches.
-            self.profile.add(feature_arrays(clean, Params(raw={}, schema=self.schema)), scored.probability)
+            features = scored.features or feature_arrays(clean, self.schema)
+            self.profile.add(features, scored.probability)
 
     @property
     def reject_share(self) -> float:

@@ -106,19 +106,10 @@ def encoded_to_features(model: TrainedModel) -> list[str]:
 
 
 def feature_arrays(table: pa.Table, params: Params, compiled: CompiledModel | None = None) -> dict[str, np.ndarray]:
-    """Each feature as a float array (categories as codes, missing as NaN) for profiling."""
-    out = {}
-    for spec in params.schema.features:
-        column = table.column(spec.name)
-        if spec.is_numeric:
-            out[spec.name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
-        else:
-            array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-            codes = array.indices.to_numpy(zero_copy_only=False).astype(np.float64)
-            if array.null_count:
-                codes[np.asarray(array.is_null().to_numpy(zero_copy_only=False))] = np.nan
-            out[spec.name] = codes
-    return out
+    """Each feature as a float array (categories as codes, missing as NaN) for profiling.
+
+    Kept for callers of this name; the one implementation is `profile.feature_arrays`."""
+    return profile.feature_arrays(table, params.schema)
 
 
 def evaluate(model: TrainedModel, test_table: pa.Table) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:

@@ -4,145 +4,56 @@ Pushgateway, Prometheus and MLflow servers."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from score_env import (  # noqa: F401  (fixtures)
+    CHURN,
+    COMPARED,
+    DAY,
+    SCORE,
+    active_customers_fixture,
+    by_id,
+    env_fixture,
+    error_lines,
+    injected_rejects,
+    mongo_rows,
+    ok,
+    registered_model_fixture,
+    run_churn,
+    run_score,
+    s3_rows,
+    tables,
+)
 
 import services
-from churn import generator
-from churn.adapters.object_store import RiskStore
-from churn.adapters.registry import PRODUCTION, ModelRegistry
-from churn.adapters.tracking import Tracking
 from churn.scoring import rank_order
-
-SCORE = str(Path(sys.executable).parent / "score")
-DAY = "2024-01-31"
-COMPARED = [
-    "customer_id",
-    "churn_probability",
-    "churn_prediction",
-    "risk_band",
-    "revenue_at_risk",
-    "reasons",
-    "model_version",
-]
-
-
-@pytest.fixture(scope="module")
-def registered_model(mlflow_server: services.MlflowServer, model_dir: Path) -> str:
-    """A model name whose `production` alias points at the session's small model."""
-    from mlflow import MlflowClient
-
-    name = f"churn-{uuid.uuid4().hex[:8]}"
-    client = MlflowClient(tracking_uri=mlflow_server.tracking_uri, registry_uri=mlflow_server.tracking_uri)
-    tracking = Tracking(client, experiment=name)
-    run_id = tracking.start("train", tags={})
-    tracking.artifacts(run_id, model_dir, "model")
-    tracking.finish(run_id)
-    registry = ModelRegistry(client, name)
-    registry.set_alias(PRODUCTION, registry.register(run_id, "model", model_dir=model_dir))
-    return name
-
-
-@pytest.fixture(scope="module")
-def active_customers() -> pa.Table:
-    """600 active customers, ~1.5% of them broken so that validation must reject them."""
-    config = generator.GeneratorConfig(n_customers=600, seed=21, dirty_rate=0.03, labelled_share=0.0)
-    return pa.concat_tables(generator.generate(config))
-
-
-def _injected_rejects(customers: pa.Table) -> list[str]:
-    kinds = pc.fill_null(customers.column("dirty_kind"), "")
-    return sorted(customers.filter(pc.starts_with(kinds, "reject:")).column("customer_id").to_pylist())
-
-
-@pytest.fixture
-def env(
-    tmp_path: Path,
-    mongo_server: services.MongoServer,
-    mongo_db: Any,
-    active_customers: pa.Table,
-    s3_server: services.S3Server,
-    s3_bucket: str,
-    pushgateway_server: services.PushgatewayServer,
-    mlflow_server: services.MlflowServer,
-    registered_model: str,
-) -> dict[str, str]:
-    """Environment of a job pointed at the real servers, with the customers loaded into MongoDB."""
-    mongo_db["customers"].insert_many(generator.to_documents(active_customers))
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MONGODB", "AWS", "PUSHGATEWAY", "MLFLOW"))},
-        "MONGODB_URI": mongo_server.uri,
-        "MONGODB_DATABASE": mongo_db.name,
-        "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "CHURN_MODEL_NAME": registered_model,
-        "RISK_TABLE_URI": f"s3://{s3_bucket}/risk",
-        "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url,
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_REGION": s3_server.region,
-        "PUSHGATEWAY_URL": pushgateway_server.url,
-        "SAGEMAKER_BASE_DIR": str(tmp_path / "opt-ml"),
-        "CHURN_DATA_DIR": str(tmp_path / "data"),
-        "LOG_FORMAT": "json",
-    }
-
-
-def run_score(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCORE, "--run-date", DAY, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
-def _s3_rows(s3_fs: Any, bucket: str) -> pa.Table:
-    table, _ = RiskStore(s3_fs, f"{bucket}/risk").read(dt.date.fromisoformat(DAY))
-    return table
-
-
-def _mongo_rows(db: Any) -> pa.Table:
-    docs = list(db["churn_risk"].find({"run_date": DAY}, {"_id": 0}))
-    for doc in docs:
-        doc["run_date"] = dt.date.fromisoformat(doc["run_date"])
-        doc["scored_at"] = doc["scored_at"].replace(tzinfo=dt.UTC)
-    return pa.Table.from_pylist(docs)
-
-
-def _by_id(table: pa.Table, columns: list[str]) -> list[dict[str, Any]]:
-    return table.select(columns).sort_by("customer_id").to_pylist()
 
 
 def test_mongo_to_s3_and_churn_risk_agree_row_for_row_with_quarantine_and_metrics(
     env: dict[str, str],
     mongo_db: Any,
     active_customers: pa.Table,
-    s3_fs: Any,
+    s3_server: services.S3Server,
     s3_bucket: str,
     pushgateway_server: services.PushgatewayServer,
     prometheus_server: services.PrometheusServer,
 ) -> None:
     started = time.time()
-    _ok(run_score(env))
+    ok(run_score(env))
 
-    s3 = _s3_rows(s3_fs, s3_bucket)
-    mongo = _mongo_rows(mongo_db)
-    rejected = _injected_rejects(active_customers)
+    s3 = s3_rows(s3_server, s3_bucket)
+    mongo = mongo_rows(mongo_db)
+    rejected = injected_rejects(active_customers)
     assert rejected, "the generator should have injected rejects"
     assert s3.num_rows == active_customers.num_rows - len(rejected) == mongo.num_rows
-    assert _by_id(s3, [*COMPARED, "rank"]) == _by_id(mongo, [*COMPARED, "rank"])
+    assert by_id(s3, [*COMPARED, "rank"]) == by_id(mongo, [*COMPARED, "rank"])
     assert s3.column("rank").to_pylist() != [] and rank_order(s3).column("rank").to_pylist() == list(
         range(1, s3.num_rows + 1)
     )
@@ -150,7 +61,7 @@ def test_mongo_to_s3_and_churn_risk_agree_row_for_row_with_quarantine_and_metric
     quarantine = list(mongo_db["churn_quarantine"].find({"run_date": DAY}, {"_id": 0}))
     assert sorted(q["customer_id"] for q in quarantine) == rejected
     assert all(q["reason"] and q["field"] and q["errors"] for q in quarantine)
-    s3_quarantine = RiskStore(s3_fs, f"{s3_bucket}/risk").read_quarantine(dt.date.fromisoformat(DAY))
+    s3_quarantine = tables(s3_server, s3_bucket).read_quarantine(dt.date.fromisoformat(DAY))
     assert sorted(s3_quarantine.column("customer_id").to_pylist()) == rejected
 
     with urllib.request.urlopen(f"{pushgateway_server.url}/metrics", timeout=5) as response:
@@ -177,11 +88,11 @@ def test_rerun_after_a_kill_mid_publish_leaves_one_row_per_customer_and_identica
     env: dict[str, str],
     mongo_db: Any,
     active_customers: pa.Table,
-    s3_fs: Any,
+    s3_server: services.S3Server,
     s3_bucket: str,
 ) -> None:
-    _ok(run_score(env))
-    first_s3, first_mongo = _s3_rows(s3_fs, s3_bucket), _mongo_rows(mongo_db)
+    ok(run_score(env))
+    first_s3, first_mongo = s3_rows(s3_server, s3_bucket), mongo_rows(mongo_db)
 
     # Second attempt: killed once it has uncommitted MongoDB (it is then upserting rows).
     process = subprocess.Popen(
@@ -194,26 +105,28 @@ def test_rerun_after_a_kill_mid_publish_leaves_one_row_per_customer_and_identica
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, "the job finished before it could be killed"
     assert mongo_db["churn_risk_runs"].count_documents({"run_date": DAY}) == 0  # a reader sees no commit
-    assert _s3_rows(s3_fs, s3_bucket).num_rows == first_s3.num_rows  # the last committed table is still whole
+    assert s3_rows(s3_server, s3_bucket).num_rows == first_s3.num_rows  # the last committed table is still whole
+    # MongoDB's reader honours the markers: none of the killed attempt's rows are listed.
+    listed = run_churn(env, "risk", "top", "--from", "mongo", "--date", DAY)
+    assert listed.returncode == 3 and "no committed shard of 2024-01-31" in listed.stdout + listed.stderr
 
-    _ok(run_score(env))
+    ok(run_score(env))
 
-    again_s3, again_mongo = _s3_rows(s3_fs, s3_bucket), _mongo_rows(mongo_db)
+    again_s3, again_mongo = s3_rows(s3_server, s3_bucket), mongo_rows(mongo_db)
     assert again_mongo.num_rows == first_mongo.num_rows == len(set(again_mongo.column("customer_id").to_pylist()))
     assert mongo_db["churn_risk"].count_documents({}) == first_mongo.num_rows
-    assert _by_id(again_s3, [*COMPARED, "rank"]) == _by_id(first_s3, [*COMPARED, "rank"])
-    assert _by_id(again_mongo, [*COMPARED, "rank"]) == _by_id(first_mongo, [*COMPARED, "rank"])
-    manifests = RiskStore(s3_fs, f"{s3_bucket}/risk").manifests(dt.date.fromisoformat(DAY))
-    assert len(manifests) == 1
+    assert by_id(again_s3, [*COMPARED, "rank"]) == by_id(first_s3, [*COMPARED, "rank"])
+    assert by_id(again_mongo, [*COMPARED, "rank"]) == by_id(first_mongo, [*COMPARED, "rank"])
+    assert tables(s3_server, s3_bucket).shards(dt.date.fromisoformat(DAY)) == (1, [0])
 
 
 def test_three_shard_processes_side_by_side_equal_the_single_process_run(
     env: dict[str, str],
     mongo_db: Any,
-    s3_fs: Any,
+    s3_server: services.S3Server,
     s3_bucket: str,
 ) -> None:
-    _ok(run_score(env, "--risk-uri", f"s3://{s3_bucket}/single", "--no-mongo-sink"))
+    ok(run_score(env, "--risk-uri", f"s3://{s3_bucket}/single", "--no-mongo-sink"))
     shards = [
         subprocess.Popen(
             [SCORE, "--run-date", DAY],
@@ -227,22 +140,34 @@ def test_three_shard_processes_side_by_side_equal_the_single_process_run(
     outputs = [p.communicate(timeout=300)[0] for p in shards]
     assert [p.returncode for p in shards] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
 
-    single, _ = RiskStore(s3_fs, f"{s3_bucket}/single").read(dt.date.fromisoformat(DAY))
-    sharded = _s3_rows(s3_fs, s3_bucket)
-    mongo = _mongo_rows(mongo_db)
+    single = s3_rows(s3_server, s3_bucket, "single")
+    sharded = s3_rows(s3_server, s3_bucket)
+    mongo = mongo_rows(mongo_db)
     assert sharded.num_rows == single.num_rows == mongo.num_rows
-    assert _by_id(sharded, COMPARED) == _by_id(single, COMPARED) == _by_id(mongo, COMPARED)
+    assert by_id(sharded, COMPARED) == by_id(single, COMPARED) == by_id(mongo, COMPARED)
     # `rank` is per shard; the run's rank is the same order across shards (what `risk top` prints).
     global_order = rank_order(sharded).column("customer_id").to_pylist()
     assert global_order == rank_order(single).column("customer_id").to_pylist()
     assert single.sort_by("rank").column("customer_id").to_pylist() == global_order
     assert mongo_db["churn_risk_runs"].count_documents({"run_date": DAY}) == 3
 
+    # The same date again as one shard: both sinks and both readers see one complete run.
+    ok(run_score(env))
+    listed = run_churn(env, "risk", "top", "--from", "mongo", "--limit", "3", "--format", "csv")
+    ok(listed)
+    assert len(listed.stdout.splitlines()) == 4
+    markers = list(mongo_db["churn_risk_runs"].find({"run_date": DAY}, {"_id": 0}))
+    assert [(m["shard"], m["shard_count"]) for m in markers] == [(0, 1)]
+    again, mongo = s3_rows(s3_server, s3_bucket), mongo_rows(mongo_db)
+    assert set(again.column("shard_count").to_pylist()) == {1} == set(mongo.column("shard_count").to_pylist())
+    assert by_id(again, [*COMPARED, "rank"]) == by_id(mongo, [*COMPARED, "rank"])
+    assert by_id(again, COMPARED) == by_id(single, COMPARED)
+
 
 def test_no_production_model_exits_3_with_one_line_and_writes_nothing(
     env: dict[str, str],
     mongo_db: Any,
-    s3_fs: Any,
+    s3_server: services.S3Server,
     s3_bucket: str,
 ) -> None:
     result = run_score({**env, "CHURN_MODEL_NAME": f"absent-{uuid.uuid4().hex[:6]}"})
@@ -250,7 +175,7 @@ def test_no_production_model_exits_3_with_one_line_and_writes_nothing(
     assert result.returncode == 3
     errors = [line for line in result.stdout.splitlines() if '"level": "error"' in line]
     assert len(errors) == 1 and "ModelNotFound" in errors[0], result.stdout[-2000:]
-    assert _s3_rows(s3_fs, s3_bucket).num_rows == 0
+    assert s3_rows(s3_server, s3_bucket).num_rows == 0
     assert mongo_db["churn_risk"].count_documents({}) == 0
 
 
@@ -285,25 +210,25 @@ def test_a_missing_bucket_is_a_configuration_error_exit_3(env: dict[str, str]) -
     assert len(errors) == 1 and "bucket does not exist" in errors[0]
 
 
-def test_the_job_finishes_when_the_pushgateway_is_down(env: dict[str, str], s3_fs: Any, s3_bucket: str) -> None:
+def test_the_job_finishes_when_the_pushgateway_is_down(
+    env: dict[str, str], s3_server: services.S3Server, s3_bucket: str
+) -> None:
     (port,) = services.free_ports(1)
 
     result = run_score({**env, "PUSHGATEWAY_URL": f"http://127.0.0.1:{port}"})
 
-    _ok(result)
+    ok(result)
     assert "could not send job metrics" in result.stdout
-    assert _s3_rows(s3_fs, s3_bucket).num_rows > 0
+    assert s3_rows(s3_server, s3_bucket).num_rows > 0
 
 
 def test_risk_top_prints_the_same_list_from_s3_and_from_mongodb(env: dict[str, str]) -> None:
-    _ok(run_score(env))
-    churn = str(Path(sys.executable).parent / "churn")
-
+    ok(run_score(env))
     listed = subprocess.run(
-        [churn, "risk", "top", "--limit", "5", "--format", "csv"], env=env, capture_output=True, text=True, timeout=120
+        [CHURN, "risk", "top", "--limit", "5", "--format", "csv"], env=env, capture_output=True, text=True, timeout=120
     )
     from_mongo = subprocess.run(
-        [churn, "risk", "top", "--limit", "5", "--format", "csv", "--from", "mongo"],
+        [CHURN, "risk", "top", "--limit", "5", "--format", "csv", "--from", "mongo"],
         env=env,
         capture_output=True,
         text=True,

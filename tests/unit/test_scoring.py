@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +165,50 @@ def test_validated_chunk_scores_the_same_in_any_chunking(
     )
 
     assert parts.equals(whole)
+
+
+def test_duplicate_ids_keep_the_first_read_and_quarantine_the_rest_across_chunks(
+    loaded_model: LoadedModel, config: scoring.ScoringConfig, customers: pa.Table, tmp_path: Path
+) -> None:
+    base = customers.slice(0, 6).drop_columns(["churned"]).to_pylist()
+    docs = [dict(d, customer_id=f"{i + 12340}") for i, d in enumerate(base)]  # ids "12340".."12345"
+    later = [dict(docs[5], customer_id=12345, tenure=1), dict(docs[0], customer_id=" 12340 ")]
+    chunks = [docs[:3], docs[3:] + later[:1], later[1:]]  # an int id, then a padded string id
+    lenient = dataclasses.replace(config, max_reject_share=1.0)  # 2 of 8 rejected: over the default
+    run = ShardRun(_model(loaded_model), lenient, dt.date(2024, 1, 31), tmp_path)
+
+    run.score_all(chunks)
+
+    rows = pa.concat_tables(run.ranked())
+    assert sorted(rows.column("customer_id").to_pylist()) == [f"{12340 + i}" for i in range(6)]
+    quarantined = [d for batch in run.quarantine_documents() for d in batch]
+    assert [(q["customer_id"], q["reason"], q["source_row"]) for q in quarantined] == [
+        ("12345", "duplicate_id", 6),
+        ("12340", "duplicate_id", 7),
+    ]
+    assert [q["errors"][0]["kept_source_row"] for q in quarantined] == [5, 0]
+    assert json.loads(quarantined[0]["record"])["customer_id"] == 12345  # the record as read
+    assert run.tally.scored == 6 and run.tally.rejected == 2 and run.duplicates == 2
+
+
+def test_too_many_rejects_fail_only_after_the_quarantine_is_staged(
+    loaded_model: LoadedModel, config: scoring.ScoringConfig, tmp_path: Path
+) -> None:
+    dirty = pa.concat_tables(generator.generate(generator.GeneratorConfig(n_customers=400, seed=5, dirty_rate=0.5)))
+    run = ShardRun(_model(loaded_model), config, dt.date(2024, 1, 31), tmp_path)
+
+    with pytest.raises(TooManyRejects, match="the quarantine holds them"):
+        run.score_all([dirty])
+
+    staged = pa.concat_tables(run.quarantine_tables())
+    assert staged.num_rows == run.tally.rejected > 0
+
+
+def test_rows_carry_the_shard_that_wrote_them(
+    loaded_model: LoadedModel, splits: Splits, config: scoring.ScoringConfig
+) -> None:
+    run = scoring.RunInfo(dt.date(2024, 1, 31), dt.datetime(2024, 1, 31, tzinfo=dt.UTC), "churn", "7", "r", 2, 3)
+
+    table = scoring.score(splits.test, loaded_model.compiled, config, run).table
+
+    assert set(table.column("shard").to_pylist()) == {2} and set(table.column("shard_count").to_pylist()) == {3}

@@ -1,0 +1,347 @@
+"""The risk table and its quarantine as Delta Lake tables (delta-rs), on S3 or in a directory.
+
+    RISK_TABLE_URI                 the risk table, partitioned by run_date
+    RISK_TABLE_URI/_quarantine     the quarantine, the same way ('_' keeps it out of the risk
+                                   table's files for every engine and for vacuum)
+
+Each shard of a run commits ONE transaction per table that replaces its slice of the date
+(risk_table.slice_predicate: its own rows, and rows of a run with another shard count), so a
+killed shard is invisible to every engine (Athena, Spark, DuckDB, pandas) and a rerun replaces,
+never duplicates. Concurrent shards commit optimistically: delta-rs writes the next log entry
+with S3's put-if-absent (`If-None-Match: *`, no DynamoDB) and retries plain version races;
+a real conflict (two shards both removing a run of another shard count) re-runs the write
+under the project's retry policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from churn.errors import ConfigError, UnavailableService
+from churn.retries import RetryPolicy, one_line
+from churn.risk_table import PARTITION_BY, QUARANTINE_SCHEMA, RISK_SCHEMA, slice_predicate
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+QUARANTINE = "_quarantine"
+# Table properties set at creation. Statistics only on the columns that prune or decide a
+# conflict (the rest would cost write time for nothing); a checkpoint every 10 commits keeps
+# loading the log to one Parquet checkpoint plus at most 9 JSON commits after years of nights.
+TABLE_CONFIGURATION = {
+    "delta.dataSkippingStatsColumns": "customer_id,churn_probability,rank,shard,shard_count",
+    "delta.checkpointInterval": "10",
+    "delta.logRetentionDuration": "interval 30 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+}
+_CONFIG_ERRORS = {
+    "nosuchbucket": "the bucket does not exist",
+    "accessdenied": "access denied (check the IAM role or AWS credentials)",
+    "invalidaccesskeyid": "the AWS access key is not valid",
+    "signaturedoesnotmatch": "the AWS secret key does not match",
+}
+
+
+def writer_properties() -> WriterProperties:
+    """Snappy (every engine reads it); dictionaries only where few values repeat."""
+    from deltalake import ColumnProperties
+
+    plain = ColumnProperties(dictionary_enabled=False)
+    unique = ["customer_id", "churn_probability", "rank", "revenue_at_risk", "source_row", "errors", "record"]
+    return WriterProperties(compression="SNAPPY", column_properties={name: plain for name in unique})
+
+
+def transient(err: BaseException) -> bool:
+    """Network and storage errors, and commit conflicts: worth another attempt."""
+    if isinstance(err, CommitFailedError):
+        return True
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        return _config_problem(err) is None
+    return False
+
+
+def _config_problem(err: BaseException) -> str | None:
+    text = one_line(err, 10_000).lower().replace(" ", "")
+    return next((why for marker, why in _CONFIG_ERRORS.items() if marker in text), None)
+
+
+class RiskTables:
+    """The risk Delta table at `uri` and its quarantine table, through delta-rs."""
+
+    def __init__(
+        self,
+        uri: str,
+        storage_options: dict[str, str] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        commit_retries: int = 30,
+    ) -> None:
+        self.uri = uri.rstrip("/")
+        self.quarantine_uri = f"{self.uri}/{QUARANTINE}"
+        self.options = dict(storage_options or {})
+        self.retry = retry
+        self.commit_retries = commit_retries
+
+    def _call(self, what: str, action: Callable[[], T], uri: str | None = None) -> T:
+        try:
+            return self.retry.call(f"risk table {uri or self.uri}", what, action, transient)
+        except OSError as err:
+            problem = _config_problem(err)
+            if problem is None:
+                raise
+            raise ConfigError(f"risk table {uri or self.uri}: {problem} ({one_line(err)})") from err
+
+    # -- start-up ---------------------------------------------------------------------------
+    def check(self, deadline: float = 30.0, legacy: Callable[[], bool] | None = None) -> None:
+        """Before hours of scoring: reach the store, refuse a table with another schema (exit 3
+        naming the columns) or a manifest-era prefix, create the tables if new.
+
+        Bounded by `deadline` seconds plus at most one request timeout, whatever the endpoint
+        does: an endpoint that accepts connections and never answers costs one request timeout
+        per attempt (no client-side retries inside an attempt), and attempts stop at the deadline.
+        A thread cannot bound it instead: delta-rs keeps the GIL while it waits.
+        """
+        checking = RiskTables(
+            self.uri,
+            {**self.options, "max_retries": "0"} if self.options else {},
+            replace(self.retry, deadline=deadline),
+            self.commit_retries,
+        )
+        started = time.monotonic()
+        try:
+            for uri, schema in ((self.uri, RISK_SCHEMA), (self.quarantine_uri, QUARANTINE_SCHEMA)):
+                checking._ensure(uri, schema, legacy if uri == self.uri else None)
+        except UnavailableService as err:
+            raise UnavailableService(
+                f"risk table {self.uri}: no answer from the object store within {time.monotonic() - started:.0f} s "
+                f"(start-up check bounded at {deadline:.0f} s, {self.options.get('timeout', '?')} per request; check "
+                f"AWS_ENDPOINT_URL_S3 and the network): {err.message}"
+            ) from err
+
+    def _ensure(self, uri: str, schema: pa.Schema, legacy: Callable[[], bool] | None) -> None:
+        if not self._call("look for the table", lambda: DeltaTable.is_deltatable(uri, self.options), uri):
+            if legacy is not None and legacy():
+                raise ConfigError(
+                    f"{uri} holds a risk table of the old layout (Parquet parts with _manifest-*.json): convert it "
+                    f"once with `churn risk migrate --risk-uri {uri}`, or point RISK_TABLE_URI at a new prefix"
+                )
+            self._call(
+                "create the table",
+                lambda: DeltaTable.create(
+                    uri,
+                    schema,
+                    mode="ignore",
+                    partition_by=list(PARTITION_BY),
+                    configuration=TABLE_CONFIGURATION,
+                    storage_options=self.options,
+                ),
+                uri,
+            )
+            log.info("created Delta table", extra={"uri": uri})
+            return
+        found = pa.schema(self._table(uri).schema().to_arrow())
+        differences = schema_differences(found, schema)
+        if differences:
+            raise ConfigError(f"{uri} is a Delta table with another schema: {differences}")
+
+    def _table(self, uri: str | None = None) -> DeltaTable:
+        target = uri or self.uri
+        return self._call("open the table", lambda: DeltaTable(target, storage_options=self.options), target)
+
+    # -- writing ----------------------------------------------------------------------------
+    def publish(
+        self,
+        run_date: dt.date,
+        shard: int,
+        shard_count: int,
+        tables: Callable[[], Iterator[pa.Table]],
+        metadata: dict[str, Any],
+    ) -> int:
+        """Replace this shard's slice of the date with `tables()` in one commit; the version."""
+        return self._replace(self.uri, RISK_SCHEMA, run_date, shard, shard_count, tables, metadata)
+
+    def publish_quarantine(
+        self,
+        run_date: dt.date,
+        shard: int,
+        shard_count: int,
+        tables: Callable[[], Iterator[pa.Table]],
+        metadata: dict[str, Any],
+    ) -> int:
+        """The same for the shard's rejected records (an empty slice clears an earlier attempt's)."""
+        return self._replace(self.quarantine_uri, QUARANTINE_SCHEMA, run_date, shard, shard_count, tables, metadata)
+
+    def _replace(
+        self,
+        uri: str,
+        schema: pa.Schema,
+        run_date: dt.date,
+        shard: int,
+        shard_count: int,
+        tables: Callable[[], Iterator[pa.Table]],
+        metadata: dict[str, Any],
+    ) -> int:
+        predicate = slice_predicate(run_date, shard, shard_count)
+        commit = CommitProperties(
+            custom_metadata={
+                "churn.run_date": run_date.isoformat(),
+                "churn.shard": str(shard),
+                "churn.shard_count": str(shard_count),
+                **{f"churn.{k}": str(v) for k, v in metadata.items()},
+            },
+            max_commit_retries=self.commit_retries,
+        )
+
+        def write() -> int:
+            # A fresh stream per attempt: a failed attempt has consumed the last one.
+            raised: list[BaseException] = []
+
+            def batches() -> Iterator[pa.RecordBatch]:
+                try:
+                    for table in tables():
+                        yield from table.cast(schema).to_batches()
+                except GeneratorExit:
+                    raise
+                except BaseException as err:  # delta-rs would wrap it in a DeltaError: keep ours
+                    raised.append(err)
+                    raise
+
+            try:
+                self._write(uri, schema, batches(), predicate, commit)
+            except Exception as err:
+                if raised:
+                    raise raised[0] from err
+                raise
+            return DeltaTable(uri, storage_options=self.options).version()
+
+        return self._call(f"commit shard {shard} of {run_date.isoformat()}", write, uri)
+
+    def _write(
+        self, uri: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], predicate: str, commit: CommitProperties
+    ) -> None:
+        write_deltalake(
+            uri,
+            pa.RecordBatchReader.from_batches(schema, batches),
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=list(PARTITION_BY),
+            storage_options=self.options,
+            writer_properties=writer_properties(),
+            commit_properties=commit,
+            post_commithook_properties=PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=True),
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+    def read(self, run_date: dt.date, columns: list[str] | None = None) -> pa.Table:
+        """The committed rows of `run_date` (every shard that has committed)."""
+        return self._read(self.uri, run_date, columns)
+
+    def read_quarantine(self, run_date: dt.date, columns: list[str] | None = None) -> pa.Table:
+        return self._read(self.quarantine_uri, run_date, columns)
+
+    def _read(self, uri: str, run_date: dt.date, columns: list[str] | None) -> pa.Table:
+        table = self._table(uri)
+        return self._call(
+            "read the table",
+            lambda: table.to_pyarrow_table(filters=[("run_date", "=", run_date)], columns=columns),
+            uri,
+        )
+
+    def run_dates(self) -> list[dt.date]:
+        """Dates with committed rows, newest first (from the log: no listing of objects)."""
+        return self._dates(self.uri)
+
+    def quarantine_dates(self) -> list[dt.date]:
+        return self._dates(self.quarantine_uri)
+
+    def _dates(self, uri: str) -> list[dt.date]:
+        table = self._table(uri)
+        found = self._call("list run dates", table.partitions, uri)
+        return sorted({dt.date.fromisoformat(p["run_date"]) for p in found}, reverse=True)
+
+    def shards(self, run_date: dt.date) -> tuple[int, list[int]]:
+        """(shard count of the date's run, the shards that have rows)."""
+        table = self.read(run_date, columns=["shard", "shard_count"])
+        if table.num_rows == 0:
+            return 0, []
+        count = int(pc.max(table.column("shard_count")).as_py())
+        present = pc.unique(table.filter(pc.equal(table.column("shard_count"), count)).column("shard"))
+        return count, sorted(int(s) for s in present.to_pylist())
+
+    def latest(self) -> dt.date | None:
+        """The newest date whose every shard has committed rows (a date with a missing shard,
+        killed and not rerun yet, is skipped with a warning)."""
+        for run_date in self.run_dates():
+            count, present = self.shards(run_date)
+            if count and present == list(range(count)):
+                return run_date
+            log.warning(
+                "risk table date incomplete: skipped",
+                extra={"run_date": run_date.isoformat(), "shard_count": count, "shards_with_rows": present},
+            )
+        return None
+
+    # -- housekeeping -----------------------------------------------------------------------
+    def housekeeping(self, keep_days: int, today: dt.date, retention_hours: int, dry_run: bool) -> dict[str, Any]:
+        """Delete dates older than `keep_days`, compact small files, vacuum files unreferenced
+        for `retention_hours`, checkpoint the log. Both tables; returns what was (or would be) done."""
+        cutoff = today - dt.timedelta(days=keep_days) if keep_days else None
+        return {
+            name: self._housekeep(uri, cutoff, retention_hours, dry_run)
+            for name, uri in (("risk", self.uri), ("quarantine", self.quarantine_uri))
+        }
+
+    def _housekeep(self, uri: str, cutoff: dt.date | None, retention_hours: int, dry_run: bool) -> dict[str, Any]:
+        table = self._table(uri)
+        done: dict[str, Any] = {"version_before": table.version()}
+        if cutoff is not None:
+            before = cutoff.isoformat()
+            old = sorted({p["run_date"] for p in table.partitions() if p["run_date"] < before})
+            done["dates_removed"] = old
+            if old and not dry_run:
+                self._call("delete old dates", lambda: table.delete(f"run_date < '{before}'"), uri)
+        if not dry_run:
+            metrics = self._call("compact small files", lambda: table.optimize.compact(), uri)
+            done["files_compacted"] = {k: metrics.get(k) for k in ("numFilesRemoved", "numFilesAdded")}
+        fresh = self._table(uri)
+        vacuumed = self._call(
+            "vacuum",
+            lambda: fresh.vacuum(
+                retention_hours=retention_hours, dry_run=dry_run, full=True, enforce_retention_duration=False
+            ),
+            uri,
+        )
+        done["files_vacuumed"] = len(vacuumed)
+        if not dry_run:
+
+            def checkpoint() -> None:
+                fresh.create_checkpoint()
+                fresh.cleanup_metadata()
+
+            self._call("checkpoint the log", checkpoint, uri)
+        done["version_after"] = self._table(uri).version()
+        return done
+
+
+def schema_differences(found: pa.Schema, wanted: pa.Schema) -> str:
+    """'missing a, b; unexpected c; d is int64 not string' (empty when they agree)."""
+    have = {f.name: f.type for f in found}
+    want = {f.name: f.type for f in wanted}
+    parts = []
+    missing = [n for n in want if n not in have]
+    extra = [n for n in have if n not in want]
+    changed = [f"{n} is {have[n]} not {want[n]}" for n in want if n in have and not have[n].equals(want[n])]
+    if missing:
+        parts.append("missing columns " + ", ".join(missing))
+    if extra:
+        parts.append("unexpected columns " + ", ".join(extra))
+    parts.extend(changed)
+    return "; ".join(parts)
