@@ -51,6 +51,11 @@ class CrossFit:
         calibrator = _SigmoidCalibration().fit(self.margin, self.y)
         return np.asarray(calibrator.predict(self.margin), dtype=np.float64)
 
+    def row_losses(self) -> np.ndarray:
+        """Each row's log-loss under `probability()` (for paired comparisons of two cross-fits)."""
+        p = np.clip(self.probability(), 1e-7, 1 - 1e-7)
+        return np.asarray(-(self.y * np.log(p) + (1 - self.y) * np.log(1 - p)))
+
     def scores(self) -> dict[str, float]:
         """Out-of-fold log-loss and ROC-AUC, plus the mean tree count."""
         probability = np.clip(self.probability(), 1e-7, 1 - 1e-7)

@@ -4,9 +4,12 @@ Optuna (TPE) proposes configurations; each is cross-fitted on the same K folds o
 non-test rows and judged by its out-of-fold log-loss (or 1 - ROC-AUC, `tuning.objective`),
 so neither the test split nor any row a model was fitted on is used to judge it. The
 defaults of params.yaml are the first trial, so the search never ships worse than them on
-its own objective. The wall-clock budget grows with the rows; the search also stops after
-`max_trials`, or `patience` trials in a row without improvement. When the budget runs out
-before any trial finishes, training falls back to the defaults and says so.
+its own objective, and (log-loss) a winner must beat them by more than one standard error
+of the paired per-row difference: on a small table the best of 60 trials is partly luck,
+and the defaults are the robust choice then. The wall-clock budget grows with the rows; the
+search also stops after `max_trials`, or `patience` trials in a row without improvement.
+When the budget runs out before any trial finishes, training falls back to the defaults
+and says so.
 """
 
 from __future__ import annotations
@@ -126,8 +129,24 @@ def search(params: Params, frame: pd.DataFrame, y: np.ndarray) -> SearchResult:
         log.warning("search fell back to the defaults", extra={"reason": reason, "budget_s": round(budget, 1)})
         return SearchResult(best={}, crossfit=cross_fit(params, frame, y), seconds=time.perf_counter() - started,
                             budget_seconds=budget, fallback=reason)
-    best = min(trials, key=lambda t: t["loss"])
+    best = choose(trials, fits, config.objective)
     log.info("search finished", extra={"trials": len(trials), "best_trial": best["number"],
                                        "loss": round(best["loss"], 5), "seconds": round(time.perf_counter() - started)})
     return SearchResult(best=best["params"], crossfit=fits[best["number"]], trials=trials,
                         seconds=time.perf_counter() - started, budget_seconds=budget)
+
+
+def choose(trials: list[dict[str, Any]], fits: dict[int, CrossFit], objective: str) -> dict[str, Any]:
+    """The trial with the lowest loss, unless (log-loss) it beats the defaults' trial (number 0)
+    by less than one standard error of their paired per-row loss difference."""
+    best = min(trials, key=lambda t: t["loss"])
+    default = next((t for t in trials if t["number"] == 0), None)
+    if objective != "log_loss" or default is None or best is default:
+        return best
+    gain = fits[0].row_losses() - fits[best["number"]].row_losses()
+    error = float(np.std(gain, ddof=1) / np.sqrt(gain.size))
+    if float(np.mean(gain)) > error:
+        return best
+    log.info("search keeps the defaults: the best trial is within one standard error of them",
+             extra={"best_trial": best["number"], "gain": round(float(np.mean(gain)), 5), "error": round(error, 5)})
+    return default
