@@ -112,9 +112,9 @@ def _yes_no(flag: np.ndarray) -> np.ndarray:
 
 def _interaction(rng: np.random.Generator, n: int) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray, float]:
     u = _usage(rng, n)
-    z = (3.0 * u["intl_plan"] * (u["intl_minutes"] > 13) + 2.2 * u["intl_plan"] * (u["intl_calls"] < 3)
-         + 2.8 * (~u["vmail_plan"]) * (u["day_minutes"] > 245) - 1.2 * u["vmail_plan"] * (u["day_minutes"] < 150)
-         + 0.004 * (u["eve_minutes"] - 200))
+    z = (4.5 * u["intl_plan"] * (u["intl_minutes"] > 13) + 3.5 * u["intl_plan"] * (u["intl_calls"] < 3)
+         + 4.0 * (~u["vmail_plan"]) * (u["day_minutes"] > 245) - 1.5 * u["vmail_plan"] * (u["day_minutes"] < 150)
+         + 0.006 * (u["eve_minutes"] - 200))
     cols = {"intl_plan": _yes_no(u["intl_plan"]), "vmail_plan": _yes_no(u["vmail_plan"]),
             **{k: u[k] for k in ("day_minutes", "eve_minutes", "intl_minutes", "intl_calls", "account_length")}}
     specs = [_cat("intl_plan", YES_NO), _cat("vmail_plan", YES_NO), _num("day_minutes", "float", 0, 1000),
@@ -128,8 +128,8 @@ def _threshold(rng: np.random.Generator, n: int) -> tuple[dict[str, Any], list[d
     outages = rng.poisson(0.8, n)
     tenure = rng.integers(0, 73, n)
     plan = rng.choice(["basic", "plus", "premium"], n, p=[0.5, 0.3, 0.2])
-    z = (2.6 * (u["service_calls"] >= 4) + 1.4 * (outages >= 3) + 1.1 * (tenure < 6)
-         + 0.003 * (u["day_minutes"] - 180) - 0.4 * (plan == "premium") + 0.1 * u["service_calls"])
+    z = (4.0 * (u["service_calls"] >= 4) + 2.5 * (outages >= 3) + 2.0 * (tenure < 6)
+         + 0.006 * (u["day_minutes"] - 180) - 0.8 * (plan == "premium") + 0.15 * u["service_calls"])
     cols = {"service_calls": u["service_calls"], "outages": outages, "tenure": tenure, "plan": plan,
             "day_minutes": u["day_minutes"], "account_length": u["account_length"]}
     specs = [_num("service_calls", "int", 0, 1000), _num("outages", "int", 0, 1000), _num("tenure", "int", 0, 1200),
@@ -153,7 +153,7 @@ def _redundant(rng: np.random.Generator, n: int) -> tuple[dict[str, Any], list[d
     c = _charges(u)
     calls = u["service_calls"]
     per_call = np.round(c["total_charge"] / (1 + calls), 2)
-    z = 2.2 * _sigmoid((c["total_charge"] - 75) / 3) + 0.9 * (per_call < 15) + 0.02 * (c["day_charge"] - 30)
+    z = 4.0 * _sigmoid((c["total_charge"] - 75) / 2) + 1.5 * (per_call < 15) + 0.04 * (c["day_charge"] - 30)
     cols = {**{k: u[k] for k in ("day_minutes", "eve_minutes", "night_minutes", "intl_minutes")}, **c,
             "service_calls": calls, "charge_per_call": per_call}
     specs = [_num(k, "float", 0, 10000) for k in ("day_minutes", "eve_minutes", "night_minutes", "intl_minutes",
@@ -168,9 +168,9 @@ def _telecom(rng: np.random.Generator, n: int) -> tuple[dict[str, Any], list[dic
     c = _charges(u)
     vmail_messages = np.where(u["vmail_plan"], rng.poisson(28, n), 0)
     state = rng.choice(["CA", "NY", "TX", "WV", "NJ", "OH", "MN", "AL"], n)
-    z = (2.5 * (u["service_calls"] >= 4) + 2.8 * u["intl_plan"] * (u["intl_minutes"] > 13)
-         + 2.0 * u["intl_plan"] * (u["intl_calls"] < 3) + 2.4 * _sigmoid((c["total_charge"] - 76) / 2.5)
-         * (~u["vmail_plan"]) - 0.8 * u["vmail_plan"] + 0.12 * (state == "NJ"))
+    z = (4.0 * (u["service_calls"] >= 4) + 4.5 * u["intl_plan"] * (u["intl_minutes"] > 13)
+         + 3.5 * u["intl_plan"] * (u["intl_calls"] < 3) + 4.0 * _sigmoid((c["total_charge"] - 76) / 2)
+         * (~u["vmail_plan"]) - 1.0 * u["vmail_plan"] + 0.3 * (state == "NJ"))
     cols = {"account_length": u["account_length"], "state": state, "intl_plan": _yes_no(u["intl_plan"]),
             "vmail_plan": _yes_no(u["vmail_plan"]), "vmail_messages": vmail_messages,
             **{k: u[k] for k in ("day_minutes", "eve_minutes", "night_minutes", "intl_minutes", "intl_calls")},

@@ -13,15 +13,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import brier_score_loss, f1_score
 
 from churn import crossfit as crossfit_module
 from churn import model as model_module
 from churn import training
 from churn.compiled import CompiledModel
-from churn.model import best_f1_threshold, labels, to_frame
 from churn.errors import InvalidInput
+from churn.model import best_f1_threshold, labels, to_frame
 from churn.params import Params
 from churn.validation import validate
 
