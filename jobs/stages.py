@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,18 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
     """Read labelled customers (MongoDB if configured, else a file), validate, snapshot."""
     schema = params.schema
     if settings.mongodb_uri and source is None:
+        from pymongo.errors import OperationFailure
+
         from churn.adapters.mongo import CustomerStore
 
         store = CustomerStore(clients.mongo_database(settings), settings.customers_collection)
         fields = [schema.id_field, *schema.feature_names, schema.label_field]
-        query = {schema.label_field: {"$exists": True, "$ne": None}}
-        tables = [to_table(batch, schema) for batch in store.batches(query, fields)]
+        query = {**customers_filter(settings), schema.label_field: {"$exists": True, "$ne": None}}
+        try:
+            tables = [to_table(batch, schema) for batch in store.batches(query, fields)]
+        except OperationFailure as err:  # the server refused the query: a bad filter, not an outage
+            raise ConfigError(f"MongoDB refused the ingest query (CUSTOMERS_FILTER={settings.customers_filter!r}): "
+                              f"{str(err).splitlines()[0][:200]}") from err
         if not tables:
             raise ConfigError(f"no labelled customers in {settings.mongodb_database}.{settings.customers_collection}")
         raw = pa.concat_tables(tables, promote_options="permissive")
@@ -103,6 +109,21 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
         log.warning(f"training rows with category values not in the schema were dropped: "
                     f"{training.describe_unknown(unknown)}", extra={"unknown_categories": unknown})
     return summary
+
+
+def customers_filter(settings: Settings) -> dict[str, Any]:
+    """CUSTOMERS_FILTER as a MongoDB query (training reads the same customers `score` does)."""
+    import json
+
+    if not settings.customers_filter:
+        return {}
+    try:
+        value = json.loads(settings.customers_filter)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object") from err
+    if not isinstance(value, dict):
+        raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object")
+    return value
 
 
 def validate_split(params: Params, layout: Layout) -> dict[str, Any]:
@@ -163,11 +184,12 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
     lineage = {"git_commit": extra["git_commit"], "data_hash": snapshot["data_hash"], "source": snapshot["source"]}
     run_id = tracking.start("train", tags=lineage)
     search = outcome.search
+    tuning_config = {k: v for k, v in asdict(params.tuning).items() if k != "space"}
     logged_params = {
-        **params.raw.get("model", {}),
-        "calibration": params.section("calibration"),
-        "split": params.section("split"),
-        "tuning": {k: v for k, v in params.section("tuning").items() if k != "space"},
+        **asdict(params.model),
+        "calibration": asdict(params.calibration),
+        "split": asdict(params.split),
+        "tuning": tuning_config,
     }
     validation = files.read_json(layout.metrics / "validation.json") if (layout.metrics / "validation.json").exists() \
         else {}
