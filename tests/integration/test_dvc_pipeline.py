@@ -100,4 +100,5 @@ def test_promotion_applied_by_the_params_switch(tmp_path):
     promotion = json.loads((root / "metrics" / "promotion.json").read_text())
     assert promotion["applied"] is True
     aliases = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_registered_model("churn").aliases
-    assert aliases == {"production": promotion["version"], "staging": promotion["version"]}
+    version = promotion["version"]
+    assert {k: str(v) for k, v in aliases.items()} == {"production": version, "staging": version}
