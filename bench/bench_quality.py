@@ -2,7 +2,9 @@
 
 Usage:
   python bench/bench_quality.py [--families additive interaction threshold redundant telecom]
-                                [--sizes 2000 5000 20000] [--seed 1] [--objectives] [--ensemble]
+                                [--sizes 2000 5000 20000] [--repeats 2] [--holdout 50000] [--seed 1]
+                                [--objectives] [--ensemble]
+Sizes up to 500,000 work (the search budget is then capped at tuning.budget.max_seconds).
 
 Every configuration trains on the same table (cut like production: 20% test split, the rest
 to learn from) and is judged on a large fresh holdout of the same family (50,000 rows drawn

@@ -14,7 +14,7 @@ churn rate, and the true probability of every row (the oracle). Output depends o
   inside the first 6 months), small smooth effects; ~18% churners.
 - redundant: charges that are products of minutes and rates, and totals that are sums of
   them; churn depends on the total bill and on charge per call; ~22% churners.
-- telecom: all of the above at once in 18 columns, like a public telecom churn table
+- telecom: all of the above at once in 19 feature columns, like a public telecom churn table
   (3.3k rows, 14% churners in the real one); ~14% churners.
 """
 
