@@ -22,7 +22,7 @@ IMPUTATIONS = ("median", "mean", "zero")
 OBJECTIVES = ("log_loss", "roc_auc")
 
 # Sections whose typed class lives elsewhere: only their keys are checked here.
-SCORING_KEYS = ("chunk_rows", "risk_bands", "reason_threshold", "top_reasons", "max_reject_share")
+SCORING_KEYS = ("chunk_rows", "risk_bands", "reason_threshold", "top_reasons", "max_reject_share", "keep_days")
 SERVING_KEYS = ("max_rows",)
 SCHEMA_KEYS = ("id_field", "label_field", "status_field", "active_status", "revenue_field", "features")
 FEATURE_KEYS = ("name", "type", "nullable", "min", "max", "values")

@@ -382,3 +382,17 @@ def test_a_key_the_file_leaves_out_can_still_be_overridden_by_its_dotted_path(ra
     assert changed_params.promotion.apply is True
     with pytest.raises(ConfigError, match="tuning.objectiv"):
         minimal.with_overrides({"tuning.objectiv": "roc_auc"})
+
+
+def test_the_spelling_check_knows_every_key_the_scoring_and_serving_code_reads() -> None:
+    """`scoring:` and `serving:` are typed elsewhere (scoring.py, invocations.py): a key they read but
+    the check does not know would make every params file that sets it fail to load."""
+    import re
+
+    from churn import config
+
+    root = REPO / "lib" / "churn"
+    read = set(re.findall(r'section\.get\("(\w+)"', (root / "scoring.py").read_text()))
+    assert read and read <= set(config.SCORING_KEYS)
+    served = set(re.findall(r'section\("serving"\)\.get\("(\w+)"', (root / "invocations.py").read_text()))
+    assert served <= set(config.SERVING_KEYS)
