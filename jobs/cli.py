@@ -126,8 +126,11 @@ def _stage(name: str) -> Any:
     @click.option("--source", type=click.Path(), default=None,
                   help="ingest only: Parquet/CSV file or directory "
                   "(default: MongoDB if MONGODB_URI, else data/customers.parquet).")
+    @click.option("--apply/--no-apply", default=None,
+                  help="promote only: move staging/production to a winning challenger "
+                  "(default: promotion.apply in params.yaml, false).")
     @pass_context
-    def command(ctx: Context, root: str | None, source: str | None) -> None:
+    def command(ctx: Context, root: str | None, source: str | None, apply: bool | None) -> None:
         from churn_jobs import stages
 
         layout = stages.Layout(Path(root or ctx.settings.work_dir))
@@ -136,7 +139,7 @@ def _stage(name: str) -> Any:
             "validate": lambda: stages.validate_split(ctx.params, layout),
             "train": lambda: stages.train(ctx.settings, ctx.params, layout),
             "evaluate": lambda: stages.evaluate(ctx.settings, ctx.params, layout),
-            "promote": lambda: stages.promote(ctx.settings, ctx.params, layout),
+            "promote": lambda: stages.promote(ctx.settings, ctx.params, layout, apply),
         }
         run_job(name, calls[name], settings=ctx.settings)
 
@@ -153,9 +156,12 @@ for _name in ("ingest", "validate", "train", "evaluate", "promote"):
               help="Working tree for data/, models/, metrics/, plots/ (default CHURN_WORK_DIR, .).")
 @click.option("--source", type=click.Path(), default=None,
               help="Labelled customers file (default: MongoDB or data/customers.parquet).")
+@click.option("--promote/--no-promote", default=None,
+              help="Move staging/production to the challenger when it wins "
+              "(default: promotion.apply in params.yaml, false; the training CronJob and SageMaker pass --promote).")
 @pass_context
-def train_command(ctx: Context, root: str | None, source: str | None) -> None:
-    """Train, evaluate and promote in one process (the SageMaker `train` contract)."""
+def train_command(ctx: Context, root: str | None, source: str | None, promote: bool | None) -> None:
+    """Train, evaluate and judge in one process (the SageMaker `train` contract); promote with --promote."""
     from churn_jobs import train
     from churn_jobs.sagemaker import OptMl
 
@@ -164,11 +170,11 @@ def train_command(ctx: Context, root: str | None, source: str | None) -> None:
     tree = Path(root or ctx.settings.work_dir)
     record = run_job(
         "train",
-        lambda: train.run(ctx.settings, ctx.params, tree, Path(source) if source else None),
+        lambda: train.run(ctx.settings, ctx.params, tree, Path(source) if source else None, promote),
         failure_file=failure,
         settings=ctx.settings,
     )
-    click.echo(json.dumps({k: record[k] for k in ("promote", "reason", "version")}))
+    click.echo(json.dumps({k: record[k] for k in ("promote", "applied", "reason", "version")}))
 
 
 # -- backfill --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from churn.adapters import model_format
 from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry
 from churn.adapters.tracking import Tracking
 from churn.errors import ConfigError, ModelNotFound, TooManyRejects
-from churn.model import to_frame
+from churn.model import labels, to_frame
 from churn.params import Params
-from churn.promotion import Rule, decide
+from churn.promotion import Predictions, decide
 from churn.settings import Settings
 from churn.validation import describe, to_table, validate
 from churn_jobs import clients
@@ -66,12 +66,18 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
     """Read labelled customers (MongoDB if configured, else a file), validate, snapshot."""
     schema = params.schema
     if settings.mongodb_uri and source is None:
+        from pymongo.errors import OperationFailure
+
         from churn.adapters.mongo import CustomerStore
 
         store = CustomerStore(clients.mongo_database(settings), settings.customers_collection)
         fields = [schema.id_field, *schema.feature_names, schema.label_field]
-        query = {schema.label_field: {"$exists": True, "$ne": None}}
-        tables = [to_table(batch, schema) for batch in store.batches(query, fields)]
+        query = {**customers_filter(settings), schema.label_field: {"$exists": True, "$ne": None}}
+        try:
+            tables = [to_table(batch, schema) for batch in store.batches(query, fields)]
+        except OperationFailure as err:  # the server refused the query: a bad filter, not an outage
+            raise ConfigError(f"MongoDB refused the ingest query (CUSTOMERS_FILTER={settings.customers_filter!r}): "
+                              f"{str(err).splitlines()[0][:200]}") from err
         if not tables:
             raise ConfigError(f"no labelled customers in {settings.mongodb_database}.{settings.customers_collection}")
         raw = pa.concat_tables(tables, promote_options="permissive")
@@ -92,20 +98,49 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
         "rejected": result.rejected.num_rows,
         "data_hash": files.sha256_file(layout.snapshot / "clean.parquet"),
     }
+    unknown = training.unknown_categories(result.rejected)
+    summary["rejects_by_reason"] = training.rejects_by_reason(result.rejected)
+    summary["unknown_categories"] = unknown
     files.write_json(summary, layout.snapshot / "snapshot.json")
     log.info("ingested customers", extra=summary)
     if result.rejected.num_rows:
         log.warning("rejected customers", extra={"first": describe(result.rejected)})
+    if unknown:
+        log.warning(f"training rows with category values not in the schema were dropped: "
+                    f"{training.describe_unknown(unknown)}", extra={"unknown_categories": unknown})
     return summary
+
+
+def customers_filter(settings: Settings) -> dict[str, Any]:
+    """CUSTOMERS_FILTER as a MongoDB query (training reads the same customers `score` does)."""
+    import json
+
+    if not settings.customers_filter:
+        return {}
+    try:
+        value = json.loads(settings.customers_filter)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object") from err
+    if not isinstance(value, dict):
+        raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object")
+    return value
 
 
 def validate_split(params: Params, layout: Layout) -> dict[str, Any]:
     """Quality gates on the snapshot, then the stratified train/validation/test split."""
+    from churn.scoring import ScoringConfig
+
     snapshot = files.read_json(layout.snapshot / "snapshot.json")
-    limit = float(params.section("scoring").get("max_reject_share", 0.05))
+    limit = ScoringConfig.from_params(params).max_reject_share
     share = snapshot["rejected"] / max(snapshot["rows"], 1)
+    unknown = snapshot.get("unknown_categories", {})
     if share > limit:
-        raise TooManyRejects(f"{share:.1%} of labelled customers were rejected (limit {limit:.1%})")
+        reasons = ", ".join(f"{reason} x{count}" for reason, count in snapshot.get("rejects_by_reason", {}).items())
+        named = f"; unknown categories: {training.describe_unknown(unknown)}" if unknown else ""
+        raise TooManyRejects(
+            f"{share:.1%} of labelled customers were rejected ({snapshot['rejected']} of {snapshot['rows']}, "
+            f"limit {limit:.1%}, scoring.max_reject_share): {reasons}{named}"
+        )
     clean = files.read_table(layout.snapshot / "clean.parquet")
     own_valid = layout.snapshot / "valid_clean.parquet"
     splits = training.split(clean, params, files.read_table(own_valid) if own_valid.exists() else None)
@@ -114,7 +149,11 @@ def validate_split(params: Params, layout: Layout) -> dict[str, Any]:
     label = params.schema.label_field
     summary = {
         "rows": clean.num_rows,
+        "rejected": snapshot["rejected"],
         "reject_share": share,
+        "rejects_by_reason": snapshot.get("rejects_by_reason", {}),
+        "unknown_categories": unknown,
+        "unknown_category_rows": sum(sum(values.values()) for values in unknown.values()),
         "train_rows": splits.train.num_rows,
         "valid_rows": splits.valid.num_rows,
         "test_rows": splits.test.num_rows,
@@ -144,18 +183,31 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
     tracking = Tracking(clients.mlflow_client(settings), artifact_location=settings.artifact_location)
     lineage = {"git_commit": extra["git_commit"], "data_hash": snapshot["data_hash"], "source": snapshot["source"]}
     run_id = tracking.start("train", tags=lineage)
+    search = outcome.search
+    tuning_config = {k: v for k, v in asdict(params.tuning).items() if k != "space"}
     logged_params = {
-        **params.raw.get("model", {}),
-        "calibration": params.section("calibration"),
-        "split": params.section("split"),
+        **asdict(params.model),
+        "calibration": asdict(params.calibration),
+        "split": asdict(params.split),
+        "tuning": tuning_config,
     }
+    validation = files.read_json(layout.metrics / "validation.json") if (layout.metrics / "validation.json").exists() \
+        else {}
     logged_metrics = {
         "valid": outcome.valid_metrics,
-        "cv": outcome.cv.to_dict() if outcome.cv else {},
+        "cv": outcome.cv,
         "train_seconds": outcome.seconds,
         "trees": outcome.model.best_iteration,
+        "search": {"trials": len(search.trials) if search else 0, "seconds": search.seconds if search else 0.0,
+                   "budget_seconds": search.budget_seconds if search else 0.0},
+        "validation": {k: validation[k] for k in ("reject_share", "rejected", "unknown_category_rows")
+                       if k in validation},
     }
-    tracking.log(run_id, params={**logged_params, "chosen": outcome.chosen}, metrics=logged_metrics)
+    tags = {f"validation.unknown_category.{name}": training.describe_unknown({name: values})
+            for name, values in validation.get("unknown_categories", {}).items()}
+    if search and search.fallback:
+        tags["search.fallback"] = search.fallback
+    tracking.log(run_id, params={**logged_params, "chosen": outcome.chosen}, metrics=logged_metrics, tags=tags)
     for trial in outcome.search.trials if outcome.search else []:
         child = tracking.start(f"trial-{trial['number']}", tags=lineage, parent=run_id)
         tracking.log(child, params=trial["params"], metrics={"cv": trial["cv"], "seconds": trial["seconds"]})
@@ -166,9 +218,10 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
         "trees": outcome.model.best_iteration,
         "threshold": outcome.model.threshold,
         "valid": outcome.valid_metrics,
-        "cv": outcome.cv.to_dict() if outcome.cv else None,
+        "cv": outcome.cv,
         "chosen": outcome.chosen,
         "trials": len(outcome.search.trials) if outcome.search else 0,
+        "search_fallback": outcome.search.fallback if outcome.search else "",
         "importance": outcome.importance,
     }
     files.write_json(summary, layout.metrics / "train.json")
@@ -178,16 +231,14 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
 def evaluate(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
     """Test-split metrics and plots for the challenger, logged to its run."""
     from churn import evaluation
-    from churn.model import labels
 
     loaded = model_format.load(layout.model)
     test_table = files.read_table(layout.split / "test.parquet")
     result, probability, uncalibrated = training.evaluate(loaded.trained, test_table)
     trained = files.read_json(layout.metrics / "train.json")
-    evaluation.write_plots(
-        layout.plots, labels(test_table, params.schema), probability, loaded.trained.threshold,
-        trained["importance"], uncalibrated,
-    )
+    y = labels(test_table, params.schema)
+    evaluation.write_plots(layout.plots, y, probability, loaded.trained.threshold, trained["importance"], uncalibrated)
+    evaluation.write_curves(layout.plots, y, probability, loaded.trained.threshold, uncalibrated)
     files.write_json(result, layout.metrics / "test.json")
     tracking = Tracking(clients.mlflow_client(settings), artifact_location=settings.artifact_location)
     tracking.log(trained["run_id"], metrics={"test": result})
@@ -196,59 +247,94 @@ def evaluate(settings: Settings, params: Params, layout: Layout) -> dict[str, An
     return result
 
 
-def promote(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
-    """Register the challenger; move `staging` and `production` to it only if it wins."""
+def promote(settings: Settings, params: Params, layout: Layout, apply: bool | None = None) -> dict[str, Any]:
+    """Register the challenger and judge it against production on the same test rows.
+
+    The aliases `staging` and `production` move to it only when it wins AND promotion is
+    applied (`apply`, default `promotion.apply`, off: `dvc repro` never moves production).
+    Running it again for the same run reuses that run's registered version.
+    """
+    apply = params.promotion.apply if apply is None else apply
     client = clients.mlflow_client(settings)
     tracking = Tracking(client, artifact_location=settings.artifact_location)
     registry = ModelRegistry(client, settings.model_name)
     trained = files.read_json(layout.metrics / "train.json")
-    challenger = files.read_json(layout.metrics / "test.json")
     test_table = files.read_table(layout.split / "test.parquet")
-    champion_metrics, champion_version, note = None, None, ""
+    y = labels(test_table, params.schema)
+    challenger_model = model_format.load(layout.model).trained
+    challenger = Predictions(y, challenger_model.predict_proba(to_frame(test_table, challenger_model.schema)),
+                             challenger_model.threshold)
+    champion, champion_metrics, champion_version, note = None, None, None, ""
     try:
-        champion = registry.load(PRODUCTION)
-        champion_version = champion.version
-        champion_metrics, _, _ = training.evaluate(champion.trained, test_table)
+        loaded = registry.load(PRODUCTION)
+        champion_version = loaded.version
+        champion_metrics, probability, _ = training.evaluate(loaded.trained, test_table)
+        champion = Predictions(y, probability, loaded.trained.threshold)
     except ModelNotFound:
         note = "no production model"
     except (KeyError, ValueError) as err:
         note = f"production model v{champion_version} cannot score this test set: {err}"
         log.warning("champion cannot be evaluated", extra={"reason": note})
-    decision = decide(challenger, champion_metrics, Rule.from_params(params.section("promotion")))
+    decision = decide(challenger, champion, params.promotion)
     run_id = trained["run_id"]
-    tracking.artifacts(run_id, layout.model, "model")
-    version = registry.register(run_id, "model", tags={"verdict": "promoted" if decision.promote else "rejected"},
-                                model_dir=layout.model)
-    if decision.promote:
+    applied = decision.promote and apply
+    verdict = "promoted" if applied else ("passed" if decision.promote else "rejected")
+    metric = decision.metric
+    interval = {f"promotion.{metric}_delta": decision.delta, f"promotion.{metric}_delta_low": decision.delta_low,
+                f"promotion.{metric}_delta_high": decision.delta_high}
+    version_tags = {"verdict": verdict, "promotion.applied": str(applied).lower(), "promotion.reason": decision.reason,
+                    **{k: f"{v:.6f}" for k, v in interval.items() if v is not None}}
+    version = registered_version(registry, run_id)
+    if version is None:
+        tracking.artifacts(run_id, layout.model, "model")
+        version = registry.register(run_id, "model", tags=version_tags, model_dir=layout.model)
+    else:
+        for key, value in version_tags.items():
+            client.set_model_version_tag(registry.name, version, key, value)
+    if applied:
         registry.set_alias(STAGING, version)
         registry.set_alias(PRODUCTION, version)
     record = {
         **decision.to_dict(),
+        "applied": applied,
         "version": version,
         "champion_version": champion_version,
         "note": note,
         "champion_metrics": champion_metrics,
     }
-    tracking.log(run_id, tags={
-        "promotion.verdict": "promoted" if decision.promote else "rejected",
+    tracking.log(run_id, metrics={k: v for k, v in interval.items() if v is not None}, tags={
+        "promotion.verdict": verdict,
+        "promotion.applied": str(applied).lower(),
         "promotion.reason": decision.reason,
         "promotion.challenger": decision.challenger,
         "promotion.champion": decision.champion,
         "promotion.champion_version": champion_version,
+        **{k: v for k, v in interval.items() if v is not None},
     })
     tracking.finish(run_id)
     files.write_json(record, layout.metrics / "promotion.json")
-    log.info("promotion decided", extra={"promote": decision.promote, "reason": decision.reason, "version": version})
+    if decision.promote and not apply:
+        log.info("challenger wins but promotion is not applied (promotion.apply is false; use "
+                 "`churn stage promote --apply` or `churn train --promote`)", extra={"version": version})
+    log.info("promotion decided", extra={"promote": decision.promote, "applied": applied, "reason": decision.reason,
+                                         "version": version})
     return record
 
 
-def run_all(settings: Settings, params: Params, layout: Layout, source: Path | None = None) -> dict[str, Any]:
-    """Every stage in order, in this process."""
+def registered_version(registry: ModelRegistry, run_id: str) -> str | None:
+    """The version already registered from this run (a second `promote` of the same run), if any."""
+    found = [v.version for v in registry.versions() if v.run_id == run_id]
+    return found[-1] if found else None
+
+
+def run_all(settings: Settings, params: Params, layout: Layout, source: Path | None = None,
+            apply: bool | None = None) -> dict[str, Any]:
+    """Every stage in order, in this process; `apply` as for `promote`."""
     ingest(settings, params, layout, source)
     validate_split(params, layout)
     train(settings, params, layout)
     evaluate(settings, params, layout)
-    return promote(settings, params, layout)
+    return promote(settings, params, layout, apply)
 
 
 def git_commit() -> str:

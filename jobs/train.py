@@ -24,12 +24,14 @@ from churn_jobs.sagemaker import OptMl
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings, params: Params, root: Path | None = None, source: Path | None = None) -> dict[str, Any]:
-    """Train, evaluate and promote; returns the promotion record."""
+def run(settings: Settings, params: Params, root: Path | None = None, source: Path | None = None,
+        promote: bool | None = None) -> dict[str, Any]:
+    """Train, evaluate and judge; move production to a winner only with `promote` (default
+    promotion.apply). Returns the promotion record."""
     opt_ml = OptMl(settings.opt_ml)
     if not opt_ml.is_training_job():
         layout = stages.Layout(root or Path.cwd())
-        return stages.run_all(settings, params, layout, source)
+        return stages.run_all(settings, params, layout, source, promote)
 
     params = params.with_overrides(opt_ml.hyperparameters())
     work = Path(tempfile.mkdtemp(prefix="churn-train-"))
@@ -40,7 +42,7 @@ def run(settings: Settings, params: Params, root: Path | None = None, source: Pa
         if opt_ml.validation_channel.is_dir():
             valid = validate(files.read_table(opt_ml.validation_channel), params.schema, require_label=True)
             files.write_parquet(valid.clean, layout.snapshot / "valid_clean.parquet")
-        record = stages.run_all(settings, params, layout, opt_ml.train_channel)
+        record = stages.run_all(settings, params, layout, opt_ml.train_channel, promote)
         if opt_ml.model_dir.exists():
             shutil.rmtree(opt_ml.model_dir)
         shutil.copytree(layout.model, opt_ml.model_dir)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults, on one laptop with nothing configured:
-# generate customers -> dvc repro (train, evaluate, promote) -> nightly score -> the morning's list.
+# generate customers -> dvc repro (train, evaluate, judge) -> promote by hand -> nightly score
+# -> the morning's list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -9,6 +10,9 @@ source scripts/env.sh
 [ -d .dvc ] || dvc init -q
 echo "== training pipeline (dvc repro)"
 dvc repro
+echo
+echo "== promotion is an explicit act: move production to the challenger if it won"
+churn stage promote --apply
 echo
 echo "== registered models"
 churn model list

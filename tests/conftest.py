@@ -22,8 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def params() -> Params:
-    """The repository's params.yaml with a small tree cap and one thread (tests run beside servers)."""
-    return load_params(REPO / "params.yaml").with_overrides({"n_estimators": "60", "model.n_jobs": "1"})
+    """The repository's params.yaml with a small tree cap, one thread and no search (tests run beside
+    servers; the search has its own tests in test_tuning.py)."""
+    return load_params(REPO / "params.yaml").with_overrides(
+        {"n_estimators": "60", "model.n_jobs": "1", "tuning.enabled": "false"}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,56 @@ def oracle(y_true: np.ndarray, true_probability: np.ndarray) -> dict[str, float]
     }
 
 
+# Points kept per curve in the plot data files (enough for a smooth line, small in git).
+CURVE_POINTS = 200
+
+
+def _thin(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    if len(rows) <= CURVE_POINTS:
+        return rows
+    keep = np.unique(np.linspace(0, len(rows) - 1, CURVE_POINTS).round().astype(int))
+    return [rows[i] for i in keep]
+
+
+def curves(
+    y_true: np.ndarray, probability: np.ndarray, threshold: float, uncalibrated: np.ndarray | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """ROC, precision-recall, calibration and per-row confusion data, as DVC plots read them."""
+    fpr, tpr, cuts = roc_curve(y_true, probability)
+    roc = [{"fpr": round(float(f), 6), "tpr": round(float(t), 6), "threshold": round(float(min(c, 1.0)), 6)}
+           for f, t, c in zip(fpr, tpr, cuts)]
+    precision, recall, _ = precision_recall_curve(y_true, probability)
+    pr = [{"recall": round(float(r), 6), "precision": round(float(p), 6)}
+          for r, p in zip(recall[::-1], precision[::-1])]
+    calibration = []
+    for label, values in (("calibrated", probability), ("uncalibrated", uncalibrated)):
+        if values is None:
+            continue
+        observed, mean = calibration_curve(y_true, values, n_bins=10, strategy="quantile")
+        calibration += [{"curve": label, "mean_predicted": round(float(m), 6), "observed": round(float(o), 6)}
+                        for m, o in zip(mean, observed)]
+    names = np.array(["stay", "churn"])
+    predicted = (probability >= threshold).astype(int)
+    confusion = [{"actual": str(a), "predicted": str(b)} for a, b in zip(names[y_true.astype(int)], names[predicted])]
+    return {"roc": _thin(roc), "pr": _thin(pr), "calibration": calibration, "confusion": confusion}
+
+
+def write_curves(
+    out_dir: Path, y_true: np.ndarray, probability: np.ndarray, threshold: float,
+    uncalibrated: np.ndarray | None = None,
+) -> list[Path]:
+    """plots/roc.json, pr.json, calibration.json and confusion.json: the curves as data for `dvc plots diff`."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, rows in curves(y_true, probability, threshold, uncalibrated).items():
+        path = out_dir / f"{name}.json"
+        path.write_text(json.dumps(rows, separators=(",", ":")) + "\n")
+        paths.append(path)
+    return paths
+
+
 def write_plots(
     out_dir: Path,
     y_true: np.ndarray,

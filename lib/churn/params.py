@@ -1,26 +1,39 @@
 """params.yaml: loading, typed access and overrides (SageMaker hyperparameters, CLI).
 
-The file is the single source of what changes the model; this module only reads it,
-checks it, and casts string overrides against the types the file already has.
+The file is the single source of what changes the model; this module reads it, checks
+every key (a typo names the closest known key), builds the typed sections of
+`churn.config` once, and casts string overrides against the types the keys have.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from churn.config import (
+    CalibrationConfig,
+    DataConfig,
+    ModelConfig,
+    PromotionConfig,
+    SplitConfig,
+    ThresholdConfig,
+    TuningConfig,
+    check_keys,
+    check_other_sections,
+    number,
+)
 from churn.errors import ConfigError
 from churn.schema import Schema
 
-_CALIBRATION = ("isotonic", "sigmoid", "none")
-_ENCODING = ("native", "onehot")
-_IMPUTE = ("median", "mean", "zero")
+__all__ = ["Params", "cast_like", "default_params_path", "load_params", "number"]
+
+SECTIONS = ("schema", "data", "split", "model", "tuning", "calibration", "threshold", "promotion", "scoring",
+            "serving")
 
 
 def default_params_path() -> Path:
@@ -30,72 +43,70 @@ def default_params_path() -> Path:
 
 @dataclass(frozen=True)
 class Params:
-    """The parsed params.yaml; `raw` keeps the plain mapping for logging and hashing."""
+    """The parsed params.yaml: `raw` keeps the plain mapping for logging and hashing; the typed
+    sections, built once by `from_dict`, are what the code reads."""
 
     raw: dict[str, Any]
     schema: Schema
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
     def section(self, name: str) -> dict[str, Any]:
+        """The plain mapping of one section (for sections typed elsewhere, e.g. `scoring:`)."""
         value = self.raw.get(name, {})
         return value if isinstance(value, dict) else {}
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        return dict(self.section("model").get("hyperparameters", {}))
+        return dict(self.model.hyperparameters)
 
     @property
     def n_jobs(self) -> int:
-        return int(self.section("model").get("n_jobs", 2))
+        return self.model.n_jobs
 
     @property
     def seed(self) -> int:
-        return int(self.section("model").get("seed", 42))
+        return self.model.seed
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Params:
         if not isinstance(raw, dict):
             raise ConfigError("params must be a mapping at the top level")
         raw = copy.deepcopy(raw)
-        schema = Schema.from_dict(raw.get("schema", {}))
-        params = cls(raw=raw, schema=schema)
+        check_keys("", raw, SECTIONS)
+        check_other_sections(raw)
+        params = cls(
+            raw=raw,
+            schema=Schema.from_dict(raw.get("schema", {})),
+            data=DataConfig.from_raw(raw),
+            split=SplitConfig.from_raw(raw),
+            model=ModelConfig.from_raw(raw),
+            tuning=TuningConfig.from_raw(raw),
+            calibration=CalibrationConfig.from_raw(raw),
+            threshold=ThresholdConfig.from_raw(raw),
+            promotion=PromotionConfig.from_raw(raw),
+        )
         params._check()
         return params
 
     def _check(self) -> None:
-        model = self.section("model")
-        _one_of("model.encoding", model.get("encoding", "native"), _ENCODING)
-        _one_of("model.impute", model.get("impute", "median"), _IMPUTE)
-        _one_of("calibration.method", self.section("calibration").get("method", "isotonic"), _CALIBRATION)
-        split = self.section("split")
-        for key in ("test_size", "validation_size"):
-            value = split.get(key, 0.2)
-            if not isinstance(value, (int, float)) or not 0 < value < 0.5:
-                raise ConfigError(f"split.{key}={value!r} must be a number in (0, 0.5)")
-        hp = self.hyperparameters
-        trees = hp.get("n_estimators", 1)
-        if isinstance(trees, bool) or not isinstance(trees, int) or trees < 1:
-            raise ConfigError(f"model.hyperparameters.n_estimators={trees!r} must be an integer >= 1")
-        rate = number("model.hyperparameters.learning_rate", hp.get("learning_rate", 0.1))
-        if not 0 < rate <= 1:
-            raise ConfigError(f"model.hyperparameters.learning_rate={rate!r} must be in (0, 1]")
-        if hp.get("class_weight") not in (None, "balanced"):
-            raise ConfigError(f"model.hyperparameters.class_weight={hp.get('class_weight')!r} must be balanced or null")
         bands = self.section("scoring").get("risk_bands", {})
         if not isinstance(bands, dict) or not bands:
             raise ConfigError("scoring.risk_bands must map band names to lower bounds")
         if min(number(f"scoring.risk_bands.{k}", v) for k, v in bands.items()) != 0.0:
             raise ConfigError("scoring.risk_bands needs one band starting at 0.0")
-        promotion = self.section("promotion")
-        for key in ("min_improvement", "roc_auc_tolerance"):
-            value = number(f"promotion.{key}", promotion.get(key, 0.0))
-            if value < 0:
-                raise ConfigError(f"promotion.{key}={value!r} must be a number >= 0")
 
     def with_overrides(self, overrides: dict[str, Any]) -> Params:
         """A copy with overrides applied: keys are hyperparameter names or dotted paths.
 
-        String values (SageMaker sends only strings) are cast to the type the key already
-        has; an unknown key or an uncastable value raises ConfigError naming the key.
+        String values (SageMaker sends only strings) are cast to the type the key has (in
+        the file, or the typed section's default when the file leaves it out); an unknown
+        key or an uncastable value raises ConfigError naming the key.
         """
         raw = copy.deepcopy(self.raw)
         hp = raw.setdefault("model", {}).setdefault("hyperparameters", {})
@@ -104,10 +115,15 @@ class Params:
                 *parents, leaf = key.split(".")
                 node: Any = raw
                 for part in parents:
+                    if isinstance(node, dict) and part not in node and self._default(key) is not _MISSING:
+                        node[part] = {}
                     node = node.get(part) if isinstance(node, dict) else None
-                if not isinstance(node, dict) or leaf not in node:
+                current = node.get(leaf, _MISSING) if isinstance(node, dict) else _MISSING
+                if current is _MISSING:
+                    current = self._default(key)
+                if not isinstance(node, dict) or current is _MISSING:
                     raise ConfigError(f"unknown parameter {key!r}", key=key)
-                node[leaf] = cast_like(key, value, node[leaf])
+                node[leaf] = cast_like(key, value, current)
             elif key in hp:
                 hp[key] = cast_like(key, value, hp[key])
             else:
@@ -116,6 +132,18 @@ class Params:
                     key=key,
                 )
         return Params.from_dict(raw)
+
+    def _default(self, key: str) -> Any:
+        """The typed sections' value at a dotted path (a key the file may leave out)."""
+        node: Any = self
+        for part in key.split("."):
+            if part not in getattr(node, "__dataclass_fields__", {}):
+                return _MISSING
+            node = getattr(node, part)
+        return _MISSING if isinstance(node, dict) or hasattr(node, "__dataclass_fields__") else node
+
+
+_MISSING: Any = object()
 
 
 def cast_like(key: str, value: Any, current: Any) -> Any:
@@ -149,21 +177,6 @@ def cast_like(key: str, value: Any, current: Any) -> Any:
         ) from err
     raise ConfigError(f"parameter {key!r} cannot be overridden from a string", key=key)
 
-
-def number(key: str, value: Any) -> float:
-    """A finite number from params.yaml, or ConfigError naming the key."""
-    try:
-        result = float(value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{key}={value!r} must be a number", key=key) from err
-    if isinstance(value, bool) or not math.isfinite(result):
-        raise ConfigError(f"{key}={value!r} must be a finite number", key=key)
-    return result
-
-
-def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} must be one of {', '.join(allowed)}", key=key)
 
 
 def load_params(path: str | Path | None = None) -> Params:

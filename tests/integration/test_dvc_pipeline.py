@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,9 +50,16 @@ def test_repro_skips_unchanged_stages_and_reruns_only_downstream_of_a_hyperparam
     dvc(["init", "-q"], root)
     set_param(root, ["data", "customers"], 2_000)
     set_param(root, ["model", "hyperparameters", "n_estimators"], 30)
+    set_param(root, ["tuning", "enabled"], False)  # this test's own override: the search has its own tests
 
     first = dvc(["repro"], root)
     assert ran(first) == ["generate", "ingest", "validate", "train", "evaluate", "promote"]
+    promotion = json.loads((root / "metrics" / "promotion.json").read_text())
+    assert promotion["promote"] is True and promotion["applied"] is False  # dvc repro never moves production
+    assert MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_registered_model("churn").aliases == {}
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], cwd=root,
+                   check=True)
 
     second = dvc(["repro"], root)
     assert ran(second) == []
@@ -62,3 +71,34 @@ def test_repro_skips_unchanged_stages_and_reruns_only_downstream_of_a_hyperparam
 
     metrics = dvc(["metrics", "show", "--json"], root)
     assert '"roc_auc"' in metrics and "metrics/test.json" in metrics
+
+    # The committed baseline against this run: metrics and the curves (as data) can be compared.
+    diff = json.loads(dvc(["metrics", "diff", "--json"], root))
+    assert "roc_auc" in diff["metrics/test.json"] and diff["metrics/test.json"]["roc_auc"]["old"] is not None
+    plots = json.loads(dvc(["plots", "diff", "--json", "HEAD"], root))["data"]
+    for name in ("ROC", "Precision-recall", "Calibration", "Confusion"):
+        assert set(plots[name][0]["revisions"]) == {"HEAD", "workspace"}, name
+        assert plots[name][0]["content"]["data"]["values"], name
+
+
+def test_promotion_applied_by_the_params_switch(tmp_path):
+    """`dvc exp run -S promotion.apply=true` (here: the switch set in params.yaml) moves production."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copy(REPO / "params.yaml", root)
+    shutil.copytree(REPO / "lib", root / "lib", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    dvc(["init", "-q"], root)
+    set_param(root, ["data", "customers"], 2_000)
+    set_param(root, ["model", "hyperparameters", "n_estimators"], 30)
+    set_param(root, ["tuning", "enabled"], False)
+    set_param(root, ["promotion", "apply"], True)
+
+    dvc(["repro"], root)
+
+    promotion = json.loads((root / "metrics" / "promotion.json").read_text())
+    assert promotion["applied"] is True
+    aliases = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_registered_model("churn").aliases
+    version = promotion["version"]
+    assert {k: str(v) for k, v in aliases.items()} == {"production": version, "staging": version}

@@ -29,8 +29,10 @@ def shuffled(table: pa.Table, seed: int) -> pa.Table:
     return table.set_column(table.column_names.index("churned"), "churned", pa.array(permuted))
 
 
-def run_pipeline(root: Path, settings: Settings, params: Params, table: pa.Table, shuffle: int | None = None) -> dict:
-    """All stages; with `shuffle`, the train and validation labels (never the test labels) are permuted."""
+def run_pipeline(root: Path, settings: Settings, params: Params, table: pa.Table, shuffle: int | None = None,
+                 apply: bool = True) -> dict:
+    """All stages, promotion applied as the training CronJob does (`churn train --promote`); with
+    `shuffle`, the train and validation labels (never the test labels) are permuted."""
     layout = stages.Layout(root)
     files.write_parquet(table, layout.source)
     stages.ingest(settings, params, layout)
@@ -41,7 +43,7 @@ def run_pipeline(root: Path, settings: Settings, params: Params, table: pa.Table
             files.write_parquet(shuffled(files.read_table(path), shuffle), path)
     stages.train(settings, params, layout)
     stages.evaluate(settings, params, layout)
-    return stages.promote(settings, params, layout)
+    return stages.promote(settings, params, layout, apply)
 
 
 @pytest.fixture
@@ -244,3 +246,70 @@ def test_model_list_of_an_empty_registry_says_where_it_looked_and_what_to_run(ml
     listed = churn(hand, "model", "list")
     assert listed.exit_code == 3
     assert f"MLFLOW_TRACKING_URI={mlflow_uri}" in listed.output and "dvc repro" in listed.output
+
+
+def test_without_apply_a_winner_is_registered_and_judged_but_production_does_not_move(
+    tmp_path, settings, params, labelled
+):
+    """Issue 12: `dvc repro` (promotion.apply false) never moves production; `--apply` does, reusing the version."""
+    registry = ModelRegistry(clients.mlflow_client(settings), settings.model_name)
+    weak = run_pipeline(tmp_path / "weak", settings, params, labelled, shuffle=5)
+    assert params.promotion.apply is False
+
+    better = run_pipeline(tmp_path / "better", settings, params, labelled, apply=params.promotion.apply)
+
+    assert better["promote"] is True and better["applied"] is False
+    assert registry.version_for(PRODUCTION).version == weak["version"]
+    passed = [v for v in registry.versions() if v.version == better["version"]][0]
+    assert passed.tags["verdict"] == "passed" and passed.tags["promotion.applied"] == "false"
+
+    again = stages.promote(settings, params, stages.Layout(tmp_path / "better"), apply=True)
+
+    assert again["applied"] is True and again["version"] == better["version"]
+    assert registry.version_for(PRODUCTION).version == better["version"]
+    assert [v.version for v in registry.versions()].count(better["version"]) == 1
+
+
+def test_the_paired_interval_is_recorded_in_promotion_json_run_and_version(tmp_path, settings, params, labelled):
+    run_pipeline(tmp_path / "weak", settings, params, labelled, shuffle=6)
+    record = run_pipeline(tmp_path / "good", settings, params, labelled)
+
+    assert record["delta_low"] < record["delta"] < record["delta_high"] and record["delta_low"] > 0
+    assert record["test_rows"] == 800 and record["confidence"] == 0.95
+    on_disk = files.read_json(tmp_path / "good" / "metrics" / "promotion.json")
+    assert on_disk["delta_low"] == record["delta_low"] and on_disk["applied"] is True
+    client = clients.mlflow_client(settings)
+    version = [v for v in ModelRegistry(client, settings.model_name).versions() if v.version == record["version"]][0]
+    assert float(version.tags["promotion.f1_delta_low"]) == pytest.approx(record["delta_low"], abs=1e-6)
+    assert float(version.tags["promotion.f1_delta"]) == pytest.approx(record["delta"], abs=1e-6)
+    assert float(version.tags["promotion.f1_delta_high"]) == pytest.approx(record["delta_high"], abs=1e-6)
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["promotion.f1_delta_low"] == pytest.approx(record["delta_low"])
+    assert run.data.tags["promotion.verdict"] == "promoted"
+
+
+def test_a_search_that_runs_out_of_budget_says_so_in_mlflow(tmp_path, settings, params, labelled):
+    starved = params.with_overrides({"tuning.enabled": "true", "tuning.budget.base_seconds": "0",
+                                     "tuning.budget.seconds_per_1k_rows": "0"})
+    record = run_pipeline(tmp_path, settings, starved, labelled)
+
+    run = clients.mlflow_client(settings).get_run(files.read_json(tmp_path / "metrics" / "train.json")["run_id"])
+    assert "ran out before one trial finished: the defaults are used" in run.data.tags["search.fallback"]
+    assert run.data.metrics["search.trials"] == 0
+    assert record["promote"] is True
+
+
+def test_unknown_category_values_in_training_rows_are_named_in_mlflow(tmp_path, settings, params, labelled):
+    """Issue 14: a value missing from the schema in a few training rows is named with its count."""
+    contract = labelled.column("contract").to_pylist()
+    for i in range(0, 4_000, 100):
+        contract[i] = "Monthly"
+    table = labelled.set_column(labelled.column_names.index("contract"), "contract", pa.array(contract))
+
+    run_pipeline(tmp_path, settings, params, table)
+
+    validation = files.read_json(tmp_path / "metrics" / "validation.json")
+    assert validation["unknown_categories"] == {"contract": {"Monthly": 40}}
+    run = clients.mlflow_client(settings).get_run(files.read_json(tmp_path / "metrics" / "train.json")["run_id"])
+    assert run.data.tags["validation.unknown_category.contract"] == "contract='Monthly' x40"
+    assert run.data.metrics["validation.unknown_category_rows"] == 40

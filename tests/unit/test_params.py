@@ -322,3 +322,77 @@ def test_schema_with_other_columns_needs_no_seed_field() -> None:
     assert schema.by_name["plan"] == FeatureSpec("plan", "category", values=("basic", "pro"))
     assert schema.by_name["age"].max is None and schema.revenue_field is None
     assert [s.name for s in schema.categorical] == ["plan"]
+
+
+# -- typed sections and unknown keys (issue 13) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "typo", "closest"),
+    [
+        ("model.hyperparameters", "learning_rat", "learning_rate"),
+        ("model", "early_stoping_rounds", "early_stopping_rounds"),
+        ("split", "test_sise", "test_size"),
+        ("tuning", "max_trails", "max_trials"),
+        ("tuning.budget", "max_second", "max_seconds"),
+        ("tuning.space", "num_leave", "num_leaves"),
+        ("calibration", "methd", "method"),
+        ("threshold", "metrik", "metric"),
+        ("promotion", "min_improvment", "min_improvement"),
+        ("data", "customer", "customers"),
+        ("scoring", "max_reject_shares", "max_reject_share"),
+        ("serving", "max_row", "max_rows"),
+        ("schema", "label_feld", "label_field"),
+        ("schema.features.0", "nulable", "nullable"),
+        ("", "promotions", "promotion"),
+    ],
+)
+def test_an_unknown_key_in_any_section_names_it_and_the_closest_known_one(
+    raw: dict[str, Any], path: str, typo: str, closest: str
+) -> None:
+    bad = copy.deepcopy(raw)
+    node: Any = bad
+    for part in path.split(".") if path else []:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    node[typo] = node.get(closest, 1) if isinstance(node, dict) else 1
+    with pytest.raises(ConfigError) as err:
+        Params.from_dict(bad)
+    message = str(err.value)
+    assert message.startswith("unknown parameter") and f"{typo}'" in message
+    assert f"did you mean {closest!r}" in message
+
+
+def test_typed_sections_carry_the_file_values_and_defaults_for_what_it_leaves_out(raw: dict[str, Any]) -> None:
+    params = Params.from_dict(raw)
+    assert params.split.folds == 5 and params.split.test_size == 0.2
+    assert params.tuning.enabled is True and params.tuning.objective == "log_loss"
+    assert params.tuning.budget.seconds(2_000) == 44.0
+    assert params.model.hyperparameters["num_leaves"] == 7 and params.n_jobs == params.model.n_jobs
+    assert params.promotion.apply is False and params.calibration.method == "sigmoid"
+    minimal = Params.from_dict({"schema": raw["schema"], "scoring": raw["scoring"]})
+    assert minimal.split.folds == 5 and minimal.tuning.max_trials == 60 and minimal.promotion.confidence == 0.95
+
+
+def test_a_key_the_file_leaves_out_can_still_be_overridden_by_its_dotted_path(raw: dict[str, Any]) -> None:
+    minimal = Params.from_dict({"schema": raw["schema"], "scoring": raw["scoring"]})
+    changed_params = minimal.with_overrides({"tuning.objective": "roc_auc", "tuning.budget.max_seconds": "60",
+                                             "promotion.apply": "true"})
+    assert changed_params.tuning.objective == "roc_auc"
+    assert changed_params.tuning.budget.max_seconds == 60.0
+    assert changed_params.promotion.apply is True
+    with pytest.raises(ConfigError, match="tuning.objectiv"):
+        minimal.with_overrides({"tuning.objectiv": "roc_auc"})
+
+
+def test_the_spelling_check_knows_every_key_the_scoring_and_serving_code_reads() -> None:
+    """`scoring:` and `serving:` are typed elsewhere (scoring.py, invocations.py): a key they read but
+    the check does not know would make every params file that sets it fail to load."""
+    import re
+
+    from churn import config
+
+    root = REPO / "lib" / "churn"
+    read = set(re.findall(r'section\.get\("(\w+)"', (root / "scoring.py").read_text()))
+    assert read and read <= set(config.SCORING_KEYS)
+    served = set(re.findall(r'section\("serving"\)\.get\("(\w+)"', (root / "invocations.py").read_text()))
+    assert served <= set(config.SERVING_KEYS)

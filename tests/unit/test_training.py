@@ -13,12 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import brier_score_loss, f1_score
 
+from churn import crossfit as crossfit_module
 from churn import model as model_module
 from churn import training
 from churn.compiled import CompiledModel
+from churn.errors import InvalidInput
 from churn.model import best_f1_threshold, labels, to_frame
 from churn.params import Params
 from churn.validation import validate
@@ -35,10 +36,10 @@ def compiled(outcome: training.TrainingOutcome) -> CompiledModel:
 
 
 def fast(params: Params, **hyperparameters: Any) -> Params:
-    """The session params for the extra fits here: no (optional) cross-validation pass, and one
-    LightGBM thread, because two OpenMP threads on a busy 2-core machine make a 0.5 s fit take 20 s."""
+    """The session params for the extra fits here: no search, and one LightGBM thread, because
+    two OpenMP threads on a busy 2-core machine make a 0.5 s fit take 20 s."""
     raw = copy.deepcopy(params.raw)
-    raw.setdefault("tuning", {}).update({"enabled": False, "cv_folds": 1})
+    raw.setdefault("tuning", {}).update({"enabled": False})
     raw["model"]["n_jobs"] = 1
     raw["model"]["hyperparameters"].update(hyperparameters)
     return Params.from_dict(raw)
@@ -83,8 +84,33 @@ def test_split_is_reproducible_and_only_depends_on_labels_and_seed(
 
 def test_split_needs_both_classes(clean: pa.Table, params: Params) -> None:
     stayers = clean.filter(pc.invert(clean.column("churned")))
-    with pytest.raises(ValueError, match="churned"):
+    with pytest.raises(InvalidInput, match=f"both classes; got 0 churned and {stayers.num_rows} retained"):
         training.split(stayers, params)
+
+
+@pytest.mark.parametrize("rows", [10, 150])
+def test_too_few_rows_is_bad_input_naming_the_count(clean: pa.Table, params: Params, rows: int) -> None:
+    with pytest.raises(InvalidInput, match=f"at least 200 labelled rows .*got {rows}$"):
+        training.split(clean.slice(0, rows), params)
+
+
+def test_too_few_churners_for_the_test_part_and_every_fold_is_bad_input(clean: pa.Table, params: Params) -> None:
+    churners = clean.filter(clean.column("churned")).slice(0, 40)
+    stayers = clean.filter(pc.invert(clean.column("churned"))).slice(0, 400)
+    with pytest.raises(InvalidInput, match="at least 63 churned rows .*5 folds.*got 40"):
+        training.split(pa.concat_tables([churners, stayers]), params)
+
+
+def test_fewer_rows_than_folds_is_bad_input(clean: pa.Table, params: Params) -> None:
+    tiny = params.with_overrides({"split.min_rows": "1", "split.min_class_rows": "1"})
+    with pytest.raises(InvalidInput, match="churned rows .*5 folds.*got [0-4]$|retained rows .*got [0-4]$"):
+        training.train(tiny, clean.slice(0, 4), clean.slice(4, 2))
+
+
+def test_bad_training_data_maps_to_exit_code_3() -> None:
+    from churn.errors import EXIT_BAD_INPUT, mapping_for
+
+    assert mapping_for(InvalidInput("training needs both classes")).exit_code == EXIT_BAD_INPUT
 
 
 def test_separate_validation_table_is_used_as_is(clean: pa.Table, params: Params) -> None:
@@ -98,38 +124,66 @@ def test_separate_validation_table_is_used_as_is(clean: pa.Table, params: Params
 # -- no test rows in the threshold or the calibrator --------------------------------------------
 
 
-def test_calibrator_and_threshold_are_fitted_on_validation_rows_only(
+def test_calibrator_and_threshold_are_fitted_on_out_of_fold_predictions_of_non_test_rows_only(
     monkeypatch: pytest.MonkeyPatch, splits: training.Splits, params: Params
 ) -> None:
     calibrator_calls: list[tuple[np.ndarray, np.ndarray]] = []
     threshold_calls: list[np.ndarray] = []
-    original_fit = CalibratedClassifierCV.fit
+    fit_rows: list[int] = []
+    original_calibrator = model_module.fit_calibrator
     original_threshold = model_module.best_f1_threshold
+    original_fit = model_module.fit_classifier
 
-    def spy_fit(self: CalibratedClassifierCV, x: Any, y: Any, **kwargs: Any) -> Any:
-        calibrator_calls.append((np.asarray(x).copy(), np.asarray(y).copy()))
-        return original_fit(self, x, y, **kwargs)
+    def spy_calibrator(margin: np.ndarray, y: np.ndarray, method: str) -> Any:
+        calibrator_calls.append((np.asarray(margin).copy(), np.asarray(y).copy()))
+        return original_calibrator(margin, y, method)
 
     def spy_threshold(y_true: np.ndarray, probability: np.ndarray) -> float:
         threshold_calls.append(np.asarray(y_true).copy())
         return original_threshold(y_true, probability)
 
-    monkeypatch.setattr(CalibratedClassifierCV, "fit", spy_fit)
+    def spy_fit(params: Params, classifier: Any, x: np.ndarray, y: np.ndarray, *args: Any) -> int:
+        fit_rows.append(len(y) + (len(args[1]) if len(args) > 1 and args[1] is not None else 0))
+        return original_fit(params, classifier, x, y, *args)
+
+    monkeypatch.setattr(model_module, "fit_calibrator", spy_calibrator)
     monkeypatch.setattr(model_module, "best_f1_threshold", spy_threshold)
+    monkeypatch.setattr(crossfit_module, "fit_classifier", spy_fit)
     outcome = training.train(fast(params, n_estimators=5), splits.train, splits.valid)
 
-    encode = outcome.model.pipeline.named_steps["encode"]
-    y_valid = labels(splits.valid, params.schema)
-    encoded_valid = encode.transform(to_frame(splits.valid, params.schema))
-    test_rows = {row.tobytes() for row in encode.transform(to_frame(splits.test, params.schema))}
-    # The final model's calibrator and threshold: exactly the validation rows.
-    assert calibrator_calls and threshold_calls
-    assert np.array_equal(calibrator_calls[-1][1], y_valid)
-    assert np.array_equal(calibrator_calls[-1][0], encoded_valid)
-    assert np.array_equal(threshold_calls[-1], y_valid)
-    # No calibrator fit (including any inside cross-validation) saw a test row.
-    for x, _ in calibrator_calls:
-        assert not any(row.tobytes() in test_rows for row in x)
+    non_test = training.non_test(splits.train, splits.valid)
+    y_non_test = labels(non_test, params.schema)
+    n_test = splits.test.num_rows
+    # One calibrator and one threshold, both on exactly the non-test rows' labels...
+    assert len(calibrator_calls) == 1 and len(threshold_calls) == 1
+    assert np.array_equal(calibrator_calls[0][1], y_non_test)
+    assert np.array_equal(threshold_calls[0], y_non_test)
+    # ...and on out-of-fold margins: each of the 5 fold models saw the other folds plus its stopping fold.
+    assert np.array_equal(calibrator_calls[0][0], outcome.search.crossfit.margin)
+    assert fit_rows == [non_test.num_rows] * params.split.folds
+    assert non_test.num_rows + n_test == splits.train.num_rows + splits.valid.num_rows + n_test
+
+
+def test_out_of_fold_margins_come_from_models_that_never_saw_the_row(
+    monkeypatch: pytest.MonkeyPatch, splits: training.Splits, params: Params
+) -> None:
+    """Flip the labels of one fold (same folds, no early stopping): that fold's margins do not move,
+    every other fold's do."""
+    quick = fast(params, n_estimators=10).with_overrides({"model.early_stopping_rounds": "0"})
+    rows = training.non_test(splits.train, splits.valid)
+    frame, y = to_frame(rows, params.schema), labels(rows, params.schema)
+    fixed = crossfit_module.folds(quick, y)
+    monkeypatch.setattr(crossfit_module, "folds", lambda params, y: fixed)
+    first = crossfit_module.cross_fit(quick, frame, y)
+    held = fixed[0][1]
+    flipped = y.copy()
+    flipped[held] = 1 - flipped[held]
+
+    again = crossfit_module.cross_fit(quick, frame, flipped)
+
+    np.testing.assert_array_equal(again.margin[held], first.margin[held])
+    others = np.setdiff1d(np.arange(len(y)), held)
+    assert not np.allclose(again.margin[others], first.margin[others])
 
 
 def test_changing_test_rows_changes_neither_threshold_nor_calibration(
@@ -183,16 +237,17 @@ def test_evaluating_on_test_rows_does_not_change_the_model(
 # -- threshold and calibration -------------------------------------------------------------------
 
 
-def test_threshold_maximises_f1_on_validation(
-    splits: training.Splits, outcome: training.TrainingOutcome, params: Params
+def test_threshold_maximises_f1_on_the_out_of_fold_predictions(
+    outcome: training.TrainingOutcome, params: Params
 ) -> None:
-    y = labels(splits.valid, params.schema)
-    probability = outcome.model.predict_proba(to_frame(splits.valid, params.schema))
+    assert outcome.search is not None
+    y = outcome.search.crossfit.y
+    probability = model_module.out_of_fold_probability(outcome.model.pipeline, outcome.search.crossfit)
     chosen = f1_score(y, probability >= outcome.model.threshold)
-    candidates = np.unique(probability)
-    best_other = max(f1_score(y, probability >= t) for t in candidates)
+    best_other = max(f1_score(y, probability >= t) for t in np.unique(probability))
     assert chosen >= best_other - 1e-12
     assert outcome.valid_metrics["f1"] == pytest.approx(chosen)
+    assert outcome.valid_metrics["rows"] == y.size
     assert 0.0 < outcome.model.threshold < 1.0
 
 
@@ -203,15 +258,18 @@ def test_best_f1_threshold_on_a_hand_made_example() -> None:
     assert best_f1_threshold(y, p) == pytest.approx(0.35)
 
 
-def test_calibration_lowers_validation_brier(
-    splits: training.Splits, outcome: training.TrainingOutcome, params: Params
+def test_calibration_fixes_the_probabilities_of_a_class_weighted_model_on_test_rows(
+    splits: training.Splits, params: Params
 ) -> None:
-    model = outcome.model
-    assert model.calibration == params.section("calibration")["method"] != "none"
-    frame, y = to_frame(splits.valid, params.schema), labels(splits.valid, params.schema)
-    calibrated = brier_score_loss(y, model.predict_proba(frame))
-    uncalibrated = brier_score_loss(y, model.predict_uncalibrated(frame))
-    assert calibrated < uncalibrated
+    """Balanced class weights inflate raw probabilities; the out-of-fold calibrator brings them back."""
+    balanced = fast(params, n_estimators=30, class_weight="balanced")
+    model = training.train(balanced, splits.train, splits.valid).model
+    assert model.calibration == params.calibration.method != "none"
+    frame, y = to_frame(splits.test, params.schema), labels(splits.test, params.schema)
+    calibrated = model.predict_proba(frame)
+    uncalibrated = model.predict_uncalibrated(frame)
+    assert brier_score_loss(y, calibrated) < brier_score_loss(y, uncalibrated) - 0.01
+    assert abs(calibrated.mean() - y.mean()) < 0.03 < uncalibrated.mean() - y.mean()
 
 
 def test_evaluate_reports_brier_before_and_after_calibration(

@@ -1,0 +1,106 @@
+"""Bad training data fails with exit 3 and a one-line reason naming the count (issues 10 and 14)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from churn import files, generator
+from churn.errors import TooManyRejects
+from churn.params import Params
+from churn.settings import Settings
+from churn_jobs import stages
+from churn_jobs.cli import cli
+
+
+def customers(n: int, seed: int = 3) -> pa.Table:
+    return pa.concat_tables(generator.generate(generator.GeneratorConfig(n_customers=n, seed=seed)))
+
+
+def with_column(table: pa.Table, name: str, values: list) -> pa.Table:
+    return table.set_column(table.column_names.index(name), name, pa.array(values))
+
+
+def train(tmp_path: Path, table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """`churn train --source FILE` with nothing configured but a throwaway tracking store."""
+    source = tmp_path / "labelled.parquet"
+    files.write_parquet(table, source)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    result = CliRunner().invoke(cli, ["--log-format", "text", "train", "--root", str(tmp_path), "--source",
+                                      str(source)])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("one class", "training needs both classes; got 0 churned and 600 retained rows"),
+        ("all labels null", "training needs at least 200 labelled rows (split.min_rows); got 0"),
+        ("ten rows", "training needs at least 200 labelled rows (split.min_rows); got 10"),
+        ("unreadable labels", "100.0% of labelled customers were rejected (600 of 600"),
+    ],
+)
+def test_bad_training_data_exits_3_with_a_one_line_reason_naming_the_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, reason: str
+) -> None:
+    table = customers(600)
+    if case == "one class":
+        table = with_column(table, "churned", [False] * 600)
+    elif case == "all labels null":
+        table = with_column(table, "churned", pa.nulls(600, pa.bool_()))
+    elif case == "ten rows":
+        table = table.slice(0, 10)
+    else:
+        table = with_column(table, "churned", ["maybe"] * 600)
+
+    code, output = train(tmp_path, table, monkeypatch)
+
+    assert code == 3, output
+    assert reason in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "models" / "challenger").exists()
+
+
+def test_unreadable_labels_are_named_with_their_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, output = train(tmp_path, with_column(customers(600), "churned", ["maybe"] * 600), monkeypatch)
+    assert code == 3 and "x600" in output
+
+
+def unknown_contracts(every: int) -> pa.Table:
+    table = customers(2_000)
+    contract = table.column("contract").to_pylist()
+    for i in range(0, table.num_rows, every):
+        contract[i] = "Monthly"
+    return with_column(table, "contract", contract)
+
+
+def test_a_category_value_missing_from_the_schema_is_named_with_its_count(
+    tmp_path: Path, params: Params, caplog: pytest.LogCaptureFixture
+) -> None:
+    layout = stages.Layout(tmp_path)
+    files.write_parquet(unknown_contracts(25), layout.source)  # 80 rows, 4%: under max_reject_share
+
+    with caplog.at_level(logging.WARNING, logger="churn_jobs.stages"):
+        stages.ingest(Settings.from_env({}), params, layout)
+    summary = stages.validate_split(params, layout)
+
+    assert any("contract='Monthly' x80" in r.getMessage() for r in caplog.records)
+    assert summary["unknown_categories"] == {"contract": {"Monthly": 80}} and summary["unknown_category_rows"] == 80
+    assert files.read_json(layout.metrics / "validation.json")["unknown_categories"] == {"contract": {"Monthly": 80}}
+
+
+def test_too_many_unknown_category_values_fail_naming_the_value(tmp_path: Path, params: Params) -> None:
+    layout = stages.Layout(tmp_path)
+    files.write_parquet(unknown_contracts(10), layout.source)  # 200 rows, 10%: over max_reject_share
+    stages.ingest(Settings.from_env({}), params, layout)
+
+    with pytest.raises(TooManyRejects) as err:
+        stages.validate_split(params, layout)
+
+    assert "200 of 2000" in str(err.value) and "unknown_category x200" in str(err.value)
+    assert "contract='Monthly' x200" in str(err.value)
