@@ -27,6 +27,8 @@ class LazyGroup(click.Group):
         "risk": "churn_jobs.risk:risk_group",
         "serve": "churn_serve.server:serve_command",
         "model": "churn_jobs.model_commands:model",
+        "predict": "churn_jobs.predict:predict_command",
+        "explain": "churn_jobs.explain:explain_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

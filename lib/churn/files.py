@@ -140,6 +140,54 @@ def missing_columns(missing: Sequence[str], found: Sequence[str]) -> str:
     return f"{noun} {', '.join(parts)}; it has: {shown or 'no columns'}"
 
 
+class TableWriter:
+    """Streams Arrow chunks to a .parquet or .csv file (format from the extension, any case).
+
+    Written beside the target under a temporary name and moved into place on success, so a
+    reader never sees half a file and a failed run leaves the previous file as it was.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.format = output_format(self.path)
+        self.schema = schema
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._writer: Any = None
+        self.rows = 0
+
+    def __enter__(self) -> TableWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.format == ".csv":
+            self._writer = pacsv.CSVWriter(str(self.tmp), self.schema)
+        else:
+            self._writer = pq.ParquetWriter(str(self.tmp), self.schema)
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table.cast(self.schema))
+        self.rows += table.num_rows
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        try:
+            self._writer.close()
+        finally:
+            if kind is None:
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
+
+
+def output_format(path: str | Path) -> str:
+    """'.parquet' or '.csv' from the file name; ConfigError (exit 3) for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(
+            f"{str(path)!r}: the extension {suffix or '(none)'!r} names no format this writes; "
+            f"use {' or '.join(SUFFIXES)}"
+        )
+    return suffix
+
+
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

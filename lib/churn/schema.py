@@ -25,6 +25,7 @@ class FeatureSpec:
     min: float | None = None
     max: float | None = None
     values: tuple[str, ...] = ()
+    unit: str | None = None  # what a number counts ("months"), for explanations in words
 
     @property
     def is_numeric(self) -> bool:
@@ -34,6 +35,8 @@ class FeatureSpec:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}
         if self.is_numeric:
             out.update({"min": self.min, "max": self.max})
+            if self.unit:
+                out["unit"] = self.unit
         else:
             out["values"] = list(self.values)
         return out
@@ -90,6 +93,9 @@ class Schema:
                     raise ConfigError(f"{where}.{bound}={value!r} ({item['name']}) must be a number")
             if lo is not None and hi is not None and float(lo) > float(hi):
                 raise ConfigError(f"{where} ({item['name']}) has min > max")
+            unit = item.get("unit")
+            if unit is not None and (ftype == "category" or not isinstance(unit, str) or not unit.strip()):
+                raise ConfigError(f"{where}.unit={unit!r} ({item['name']}) must be a word for a number, e.g. months")
             specs.append(
                 FeatureSpec(
                     name=str(item["name"]),
@@ -98,6 +104,7 @@ class Schema:
                     min=None if lo is None else float(lo),
                     max=None if hi is None else float(hi),
                     values=values,
+                    unit=unit.strip() if unit else None,
                 )
             )
         names = [s.name for s in specs]
