@@ -163,7 +163,7 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
     from churn import batch, scoring
     from churn.adapters.pushgateway import RunMetrics, describe
     from churn.risk_table import parse_date
-    from churn_jobs import score_io
+    from churn_jobs import drift, score_io
 
     try:
         run_date = parse_date(flags["run_date"]) if flags["run_date"] else dt.datetime.now(dt.UTC).date()
@@ -224,6 +224,7 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
             log.warning("no active customers in this shard's source: publishing an empty table", extra=where)
         psi = run.tally.psi()  # before publishing: a failure here must not leave a half-reported run
         written = score_io.publish(settings, run, tables, risk)
+        report = drift.publish(settings, run, tables.uri) if tables is not None else None  # never fails the run
     run.tally.written = written
     metrics = RunMetrics(
         rows_read=run.tally.read,
@@ -248,6 +249,7 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
         "model_version": model.version,
         "risk_table": tables.uri if tables else None,
         "mongodb": f"{settings.mongodb_database}.{settings.risk_collection}" if use_mongo else None,
+        "drift_report": report,
     }
     log.info("scoring run finished", extra=summary)
     return summary
