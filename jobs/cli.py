@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import gc
 import json
 import logging
 from pathlib import Path
@@ -53,6 +55,10 @@ def cli(ctx: click.Context, params_path: str | None, log_format: str | None) -> 
     """Customer-churn prediction: train, score every night, serve in real time."""
     settings = run_job("settings", lambda: Settings.from_env(params_path=params_path, log_format=log_format))
     logs.configure(settings.log_format)
+    # Collect garbage before the interpreter tears down: a pyarrow dataset scan of a Delta table
+    # (`risk top`, `explain`) leaves threads that otherwise meet Arrow already destroyed and abort
+    # the process (exit 134) after it has finished; measured 4 of 40 runs, 0 of 40 with this.
+    atexit.register(gc.collect)
     ctx.obj = Context(settings)
 
 

@@ -255,6 +255,14 @@ class RiskTables:
             uri,
         )
 
+    def customer(self, run_date: dt.date, customer_id: str, quarantine: bool = False) -> pa.Table:
+        """One customer's committed rows of a date (the quarantine's with `quarantine`); files are
+        skipped by their customer_id statistics, so this reads little of a big date."""
+        uri = self.quarantine_uri if quarantine else self.uri
+        table = self._table(uri)
+        filters = [("run_date", "=", run_date), ("customer_id", "=", customer_id)]
+        return self._call("read a customer's rows", lambda: table.to_pyarrow_table(filters=filters), uri)
+
     def run_dates(self) -> list[dt.date]:
         """Dates with committed rows, newest first (from the log: no listing of objects)."""
         return self._dates(self.uri)

@@ -86,6 +86,19 @@ class CustomerStore:
     def ensure_index(self, id_field: str) -> None:
         self.collection.create_index(id_field, unique=True)
 
+    def find(self, id_field: str, customer_id: str, fields: list[str]) -> dict[str, Any] | None:
+        """One customer's document by id (the text id, or the same number stored as an integer)."""
+        ids: list[Any] = [customer_id]
+        if customer_id.strip().lstrip("-").isdigit():
+            ids.append(int(customer_id))
+        projection = {name: 1 for name in fields} | {"_id": 0}
+        found = call(
+            self.retry,
+            "read a customer",
+            lambda: self.collection.find_one({id_field: {"$in": ids}}, projection, sort=[("_id", 1)]),
+        )
+        return dict(found) if found else None
+
     def batches(
         self, query: dict[str, Any], fields: list[str], batch_size: int = 10_000
     ) -> Iterator[list[dict[str, Any]]]:

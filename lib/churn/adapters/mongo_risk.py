@@ -188,3 +188,17 @@ class RiskCollection:
         if query is None:
             return []
         return list(self._call("read risk rows", lambda: list(self.rows.find(query, {"_id": 0, "attempt": 0}))))
+
+    def customer(self, run_date: str, customer_id: str) -> dict[str, Any] | None:
+        """One customer's committed row of a date (for `churn explain`), or None."""
+        query = self.committed_filter(run_date)
+        if query is None:
+            return None
+        wanted = {**query, "customer_id": customer_id}
+        found = self._call("read a risk row", lambda: self.rows.find_one(wanted, {"_id": 0, "attempt": 0}))
+        return dict(found) if found else None
+
+    def quarantined(self, run_date: str, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's rejected records of a date (why they have no row)."""
+        query = {"run_date": run_date, "customer_id": customer_id}
+        return list(self._call("read the quarantine", lambda: list(self.quarantine.find(query, {"_id": 0}))))
