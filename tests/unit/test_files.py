@@ -100,3 +100,29 @@ def test_status_is_matched_in_any_case_and_with_spaces(tmp_path: Path, customers
     kept = _read(tmp_path / "c.parquet")
 
     assert kept.num_rows == 180
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.csv", "OUT.CSV"])
+def test_table_writer_streams_chunks_into_the_format_of_the_name(tmp_path: Path, name: str) -> None:
+    schema = pa.schema([("id", pa.string()), ("p", pa.float64())])
+    target = tmp_path / "sub" / name
+
+    with files.TableWriter(target, schema) as writer:
+        writer.write(pa.table({"id": ["a", "b"], "p": [0.5, 0.25]}))
+        writer.write(pa.table({"id": ["c"], "p": [1.0]}))
+
+    read = pq.read_table(target) if name.endswith("parquet") else pacsv.read_csv(target)
+    assert read.column("id").to_pylist() == ["a", "b", "c"] and writer.rows == 3
+    assert [p.name for p in target.parent.iterdir()] == [name]
+
+
+def test_table_writer_that_fails_leaves_the_previous_file_and_no_temporary_one(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    target.write_text("previous\n")
+    schema = pa.schema([("id", pa.string())])
+
+    with pytest.raises(RuntimeError), files.TableWriter(target, schema) as writer:
+        writer.write(pa.table({"id": ["a"]}))
+        raise RuntimeError("the run failed halfway")
+
+    assert target.read_text() == "previous\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]

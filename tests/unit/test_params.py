@@ -306,6 +306,16 @@ def test_schema_round_trips_through_to_dict(params: Params) -> None:
     assert Schema.from_dict(params.schema.to_dict()) == params.schema
 
 
+def test_a_number_may_say_its_unit_for_explanations_and_a_category_may_not(params: Params) -> None:
+    assert params.schema.by_name["tenure"].unit == "months"
+    assert params.schema.by_name["tenure"].to_dict()["unit"] == "months"
+    assert "unit" not in params.schema.by_name["support_calls"].to_dict()
+    for bad in ({"name": "plan", "type": "category", "values": ["a"], "unit": "months"},
+                {"name": "age", "type": "int", "unit": 3}, {"name": "age", "type": "int", "unit": " "}):
+        with pytest.raises(ConfigError, match=r"features\[0\]\.unit"):
+            Schema.from_dict({"features": [bad]})
+
+
 def test_schema_with_other_columns_needs_no_seed_field() -> None:
     schema = Schema.from_dict(
         {
