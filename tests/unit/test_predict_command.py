@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -133,3 +134,20 @@ def test_predict_agrees_with_the_nightly_job_row_for_row(tmp_path: Path, model_d
         for k, reason in enumerate(row["reasons"] or [], start=1):  # only customers over the reason threshold
             assert mine[customer][f"reason_{k}"] == reason["feature"]
             assert mine[customer][f"reason_{k}_contribution"] == pytest.approx(reason["contribution"], abs=1e-12)
+
+
+def test_progress_logs_counts_the_rate_and_the_share_done(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from churn_jobs import predict
+
+    monkeypatch.setattr(predict, "PROGRESS_SECONDS", 0.0)
+    progress = predict.Progress(total=400)
+
+    with caplog.at_level(logging.INFO, logger="churn.predict"):
+        progress.add(100, 95, 5)
+        progress.add(100, 100, 0)
+
+    lines = [r for r in caplog.records if r.getMessage() == "predict progress"]
+    assert [(r.rows, r.scored, r.rejected, r.done) for r in lines] == [  # type: ignore[attr-defined]
+        (100, 95, 5, "25%"), (200, 195, 5, "50%")]
+    assert all(r.rows_per_s > 0 for r in lines)  # type: ignore[attr-defined]
