@@ -43,8 +43,8 @@ from churn_jobs.context import Context, pass_context
 def explain_command(ctx: Context, customer_id: str | None, run_date: str | None, record: str | None, full: bool,
                     origin: str, source: str | None, model_uri: str | None, risk_uri: str | None, fmt: str) -> None:
     """Explain a customer's score in words: from the risk table (CUSTOMER_ID) or a model (--record)."""
-    settings = ctx.settings.with_(**{k: v for k, v in {"model_uri": model_uri, "risk_table_uri": risk_uri}.items()
-                                     if v})
+    given = {k: v for k, v in {"model_uri": model_uri, "risk_table_uri": risk_uri}.items() if v}
+    settings = run_job("settings", lambda: ctx.settings.with_(**given))
     if (customer_id is None) == (record is None):
         run_job("explain", _usage)
     if record is not None:

@@ -61,7 +61,7 @@ def predict(
     sources = files.source_files(source, "--source")
     if any(p.resolve() == Path(out).resolve() for p in sources):
         raise ConfigError(f"--out {out} is the --source file: write the predictions elsewhere")
-    settings = ctx.settings.with_(model_uri=model_uri) if model_uri else ctx.settings
+    settings = ctx.settings.with_(model_uri=model_uri) if model_uri else ctx.settings  # inside run_job
     config = scoring.ScoringConfig.from_params(ctx.params)
     loaded = clients.model_source(settings, settings.threads).load()
     log.info("model loaded", extra={"model": loaded.name, "version": loaded.version, "source": loaded.source})
