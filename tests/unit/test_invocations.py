@@ -165,6 +165,9 @@ def test_csv_answer_has_a_header_and_one_row_per_record(model: ServingModel, opt
     ("text/csv;q=0.5, application/jsonlines", "application/jsonlines"),
     ("text/html, text/csv", "text/csv"),
     ("application/json; charset=utf-8", "application/json"),
+    ("*/*, text/csv", "text/csv"),  # the more specific type wins at equal quality
+    ("application/x-ndjson", "application/jsonlines"),
+    ("TEXT/CSV", "text/csv"),
 ])
 def test_accept_chooses_the_answer_type(model: ServingModel, options: ServingOptions, accept: str | None,
                                         expected: str) -> None:
