@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Request, Response, request
 
+from churn import media
 from churn.errors import InvalidInput, PayloadTooLarge
 from churn.invocations import ServingOptions, invocations, reasons_wanted
 from churn_serve.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -25,14 +26,21 @@ def blueprint(holder: ModelHolder, options: ServingOptions, metrics: Metrics, op
 
     @bp.get("/ping")
     def ping() -> Response:
-        holder.current()  # 503 until a model is loaded; no I/O here
+        """Readiness: 503 until a model is loaded; no I/O here."""
+        holder.current()
         return Response(b"", 200)
+
+    @bp.get("/live")
+    def live() -> dict[str, Any]:
+        """Liveness: the process answers, model or not (nothing promoted yet is no reason to restart)."""
+        return {"live": True, "model_loaded": holder.ready}
 
     @bp.post("/invocations")
     @bp.post("/predict")  # the seed's route, kept for its clients
     def predict() -> Response:
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
         model = holder.current()
+        media.check_encoding(req.headers.get("Content-Encoding"))
         body = _read_body(req, options.max_body_bytes)
         k = reasons_wanted(_reasons_asked(req), options, len(model.schema.features))
         answer = invocations(body, req.headers.get("Content-Type"), req.headers.get("Accept"), model, options, k)

@@ -63,6 +63,14 @@ def request_body_type(header: str | None) -> BodyType:
     return BodyType(fmt, charset)
 
 
+def check_encoding(header: str | None) -> None:
+    """Bodies are read as sent: a compressed body is refused by name, not misread as bad JSON."""
+    text = (header or "")[:60]
+    if any(c.strip().lower() not in ("", "identity") for c in text.split(",")):
+        raise UnsupportedMediaType(f"Content-Encoding {text!r} is not supported; send the body uncompressed",
+                                   encoding=text)
+
+
 def response_format(header: str | None) -> Format:
     """The best format the Accept header allows (highest q, then the most specific, then ours); JSON if none.
 
