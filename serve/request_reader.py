@@ -4,7 +4,8 @@ The worker's event loop feeds this the bytes of a connection as they arrive and 
 request to a thread only when it is complete (what nginx does in front of SageMaker's own
 containers): a client that sends half a request holds a few bytes of memory, not a thread.
 Only the framing is read here (the head's end, Content-Length or chunked encoding); gunicorn's
-parser still parses the request the thread receives. Requests too large to buffer are refused
+parser still parses the head, and the app reads the body from memory (gunicorn's own body
+reader copies it 1 KB at a time). Requests too large to buffer are refused
 with the status a client can act on, and their body is discarded rather than left unread.
 """
 
@@ -47,9 +48,10 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Request:
-    """One complete request: exactly the bytes gunicorn's parser will read."""
+    """One complete request: its head for gunicorn's parser, and its body (de-chunked)."""
 
-    data: bytes
+    head: bytes
+    body: bytes
 
 
 class RequestReader:
@@ -67,6 +69,7 @@ class RequestReader:
         self._chunked = False
         self._chunk_pos = 0  # the next chunk-size line
         self._body_bytes = 0  # chunk data read so far
+        self._chunks: list[tuple[int, int]] = []  # where each chunk's data lies in the buffer
         self._searched = 0  # where to resume looking for the head's end
         self.expects_continue = False
 
@@ -94,10 +97,15 @@ class RequestReader:
             end = self._body_end
             if len(self.buffer) < end:
                 return None
-        data = bytes(self.buffer[:end])
-        del self.buffer[:end]
+        buffer, head_end = self.buffer, self._head_end
+        head = bytes(buffer[:head_end])
+        if self._chunked:
+            body = b"".join(buffer[start:stop] for start, stop in self._chunks)
+        else:
+            body = bytes(buffer[head_end:end])
+        del buffer[:end]
         self._reset()
-        return Request(data)
+        return Request(head, body)
 
     def _read_head(self) -> Refusal | None:
         limits = self.limits
@@ -184,6 +192,7 @@ class RequestReader:
             if buffer[data_end:data_end + 2] != b"\r\n":
                 return Refusal(400, "bad_request", "a chunk of the body does not end where its size says")
             self._body_bytes += size
+            self._chunks.append((line_end + 2, data_end))
             self._chunk_pos = data_end + 2
             if self._chunk_pos - self._head_end > 2 * limits.body:  # tiny chunks: framing far larger than data
                 return _chunked_too_large(limits, "the chunked body's framing is over the size limit")

@@ -23,12 +23,12 @@ sliced and idle connections are closed as soon as the worker stops.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import selectors
 import socket
 import time
-from collections.abc import Iterator
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -43,7 +43,6 @@ log = logging.getLogger("churn.serve")
 _SLICE_SECONDS = 0.5
 _SCAN_SECONDS = 0.1  # how often deadlines are checked (not per event: hundreds of connections)
 _RECV_BYTES = 256 * 1024
-_PIECE_BYTES = 64 * 1024  # what gunicorn's parser reads at a time from a buffered request
 _LINGER_BYTES = 64 * 1024  # read and dropped after a Connection: close answer, as gunicorn does
 _LINGER_SECONDS = 2.0
 _BUSY_REQUESTS = 8  # bodies of the largest size one worker buffers at once before answering 503
@@ -86,16 +85,12 @@ class BufferedConn(TConn):
     def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any, limits: Limits) -> None:
         super().__init__(cfg, sock, client, server)
         self.reader = RequestReader(limits)
+        self.body = b""  # the body of the request a thread is handling
         self.since = time.monotonic()  # when the current request began, or the connection went idle
         self.counted = 0  # bytes of this connection counted in the worker's buffer budget
         self.lingering = False
         self.linger_bytes = 0
         self.linger_seconds = 0.0
-
-
-def _pieces(data: bytes) -> Iterator[bytes]:
-    for start in range(0, len(data), _PIECE_BYTES):
-        yield data[start:start + _PIECE_BYTES]
 
 
 class DrainingThreadWorker(ThreadWorker):
@@ -185,9 +180,16 @@ class DrainingThreadWorker(ThreadWorker):
             self._refuse(conn, outcome)
             return
         self._unwatch(conn)
-        conn.parser = http.RequestParser(self.cfg, _pieces(outcome.data), conn.client)
+        conn.parser = http.RequestParser(self.cfg, [outcome.head], conn.client)
+        conn.body = outcome.body
         conn.initialized = conn.data_ready = True  # gunicorn must not wait for or parse the socket itself
         self.enqueue_req(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        """A thread: the app reads the body we buffered, not gunicorn's reader over the head's bytes."""
+        req.body = io.BytesIO(conn.body)
+        conn.body = b""
+        return bool(super().handle_request(req, conn))
 
     def finish_request(self, conn: TConn, fs: Any) -> None:
         """Main thread, after a thread answered: read the next request, or close without blocking."""

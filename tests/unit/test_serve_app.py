@@ -322,3 +322,24 @@ def test_every_answer_is_counted_by_route_and_status(served: tuple[Flask, Metric
     assert after == (before[0] + 1, before[1] + 1, before[2])
     assert metrics.registry.get_sample_value("churn_http_requests_total",
                                              {"route": "/ping", "method": "POST", "status": "405"}) >= 1
+
+
+def test_probabilities_observed_at_once_fill_the_buckets_as_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from churn_serve.metrics import PROBABILITY_BUCKETS, BatchHistogram
+
+    values = np.concatenate([np.random.default_rng(3).random(500), np.array(PROBABILITY_BUCKETS), [0.0, 0.1 + 1e-12]])
+    at_once = BatchHistogram("at_once", "x", buckets=PROBABILITY_BUCKETS, registry=CollectorRegistry())
+    one_by_one = BatchHistogram("one_by_one", "x", buckets=PROBABILITY_BUCKETS, registry=CollectorRegistry())
+    at_once.observe_many(values)
+    for value in values.tolist():
+        one_by_one.observe(value)
+
+    def samples(h: BatchHistogram) -> list[tuple[str, dict[str, str], float]]:
+        return [(s.name.rsplit("_", 1)[-1], s.labels, s.value) for m in h.collect() for s in m.samples
+                if not s.name.endswith("_created")]
+
+    got, expected = samples(at_once), samples(one_by_one)
+    assert [s[:2] for s in got] == [s[:2] for s in expected]
+    np.testing.assert_allclose([s[2] for s in got], [s[2] for s in expected], rtol=1e-12)
