@@ -255,7 +255,7 @@ def json_columns(records: list[dict[str, Any]], schema: Schema) -> dict[str, lis
 
 
 @given(data=st.data())
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_a_batch_takes_the_fast_path_only_if_the_validator_accepts_it_with_the_same_values(
     loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema, data: st.DataObject
 ) -> None:
@@ -276,7 +276,7 @@ def csv_cell(value: Any) -> str:
 
 
 @given(data=st.data())
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_csv_cells_take_the_fast_path_only_if_the_validator_accepts_them_with_the_same_values(
     loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema, data: st.DataObject
 ) -> None:
