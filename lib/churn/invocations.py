@@ -121,14 +121,14 @@ def _fast(parsed: payloads.Parsed, model: ServingModel) -> tuple[Any, list[str],
             return encoded.row, [encoded.customer_id or ""], model.scorer.probability(encoded.row)
         return None, [], None
     names = [model.schema.id_field, *model.schema.feature_names]
-    batch = model.encoder.encode_batch(parsed.field_columns(names), parsed.n_rows, text=parsed.columns is not None)
+    batch = model.encoder.encode_batch(parsed.field_columns(names), parsed.n_rows, text=parsed.table is not None)
     if batch is None:
         return None, [], None
     return batch.x, batch.ids, model.loaded.compiled.probability(batch.x)
 
 
 def _validated(parsed: payloads.Parsed, model: ServingModel) -> pa.Table:
-    data: Any = parsed.records if parsed.records is not None else parsed.table()
+    data: Any = parsed.records if parsed.records is not None else parsed.table
     try:
         result = validate(data, model.schema)
     except InvalidInput:

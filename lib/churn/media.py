@@ -12,7 +12,7 @@ from typing import Literal
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
 
-from churn.errors import NotAcceptable, UnsupportedMediaType
+from churn.errors import InvalidInput, NotAcceptable, UnsupportedMediaType
 
 Format = Literal["json", "csv", "jsonlines"]
 
@@ -61,6 +61,14 @@ def request_body_type(header: str | None) -> BodyType:
     except LookupError as err:
         raise UnsupportedMediaType(f"charset {charset[:40]!r} is not a known text encoding") from err
     return BodyType(fmt, charset)
+
+
+def decode(body: bytes, charset: str) -> str:
+    """The body as text in its charset (a UTF-8 byte-order mark dropped)."""
+    try:
+        return body.decode("utf-8-sig" if charset in ("utf-8", "utf8") else charset)
+    except (UnicodeDecodeError, LookupError) as err:
+        raise InvalidInput(f"body is not valid {charset} text") from err
 
 
 def check_encoding(header: str | None) -> None:

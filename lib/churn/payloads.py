@@ -1,14 +1,13 @@
 """Request bodies to records: JSON (object, list, MLflow and SageMaker envelopes), CSV, JSON lines.
 
+CSV is read by churn.csv_body.
+
 Parsing only checks shape (objects, column counts, row limits); the values themselves are
 judged by the one validator. A bare JSON object is the seed's single-record request.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from churn import csv_body, media
 from churn.errors import InvalidInput, TooManyRows
 from churn.media import BodyType
 from churn.schema import Schema
@@ -28,28 +28,25 @@ _LONG_DIGITS = b"0" * 19
 
 @dataclass
 class Parsed:
-    """Either a list of records (JSON) or text columns (CSV), with ids filled in."""
+    """Either a list of records (JSON) or a table of text columns (CSV), with ids filled in."""
 
     records: list[dict[str, Any]] | None = None
-    columns: dict[str, list[str]] | None = None  # CSV: each schema field given, cells in row order
-    rows: int = 0  # CSV: the number of records
+    table: pa.Table | None = None  # CSV: each schema field given, as strings
     single: bool = False  # a bare JSON object: answer with one object, not a list
     extracted: dict[str, list[Any]] = field(default_factory=dict)  # JSON: columns already taken out (ids)
     given_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_rows(self) -> int:
-        return len(self.records) if self.records is not None else self.rows
+        if self.records is not None:
+            return len(self.records)
+        return 0 if self.table is None else self.table.num_rows
 
-    def table(self) -> pa.Table:
-        """CSV columns as an Arrow table of strings, for the validator."""
-        assert self.columns is not None
-        return pa.table({name: pa.array(cells, pa.string()) for name, cells in self.columns.items()})
-
-    def field_columns(self, names: list[str]) -> dict[str, list[Any]]:
-        """Each named field's values in row order (absent fields left out)."""
-        if self.columns is not None:
-            return {name: self.columns[name] for name in names if name in self.columns}
+    def field_columns(self, names: list[str]) -> dict[str, Any]:
+        """Each named field's values in row order: lists (JSON) or Arrow string arrays (CSV); absent left out."""
+        if self.table is not None:
+            return {name: self.table.column(name).combine_chunks() for name in names
+                    if name in self.table.column_names}
         assert self.records is not None
         records = self.records
         return {name: self.extracted[name] if name in self.extracted else [r.get(name) for r in records]
@@ -87,26 +84,21 @@ def load_json(body: bytes | str) -> Any:
 def parse(body: bytes, body_type: BodyType, schema: Schema, max_rows: int) -> Parsed:
     """Records of a request body, with missing ids replaced by the row index."""
     if body_type.format == "csv":
-        parsed = _csv(_text(body, body_type.charset), schema, max_rows)
+        columns = csv_body.read(body, body_type.charset, schema, max_rows)
+        parsed = Parsed(table=columns.table, given_ids=columns.given_ids)
     elif body_type.format == "jsonlines":
-        parsed = _jsonlines(_text(body, body_type.charset), max_rows)
+        parsed = _jsonlines(media.decode(body, body_type.charset), max_rows)
     else:
         utf8 = body_type.charset in ("utf-8", "utf8")
-        parsed = _json(load_json(body if utf8 else _text(body, body_type.charset)))
+        parsed = _json(load_json(body if utf8 else media.decode(body, body_type.charset)))
     if parsed.n_rows == 0:
         raise InvalidInput("the request holds no records")
     if parsed.n_rows > max_rows:
         raise TooManyRows(f"{parsed.n_rows} records is more than the {max_rows} allowed per request",
                           limit=max_rows, rows=parsed.n_rows)
-    _fill_ids(parsed, schema.id_field)
+    if parsed.records is not None:
+        _fill_ids(parsed, schema.id_field)
     return parsed
-
-
-def _text(body: bytes, charset: str) -> str:
-    try:
-        return body.decode("utf-8-sig" if charset in ("utf-8", "utf8") else charset)
-    except (UnicodeDecodeError, LookupError) as err:
-        raise InvalidInput(f"body is not valid {charset} text") from err
 
 
 def _json(data: Any) -> Parsed:
@@ -162,65 +154,15 @@ def _jsonlines(text: str, max_rows: int) -> Parsed:
     return Parsed(records=records)
 
 
-def _csv(text: str, schema: Schema, max_rows: int) -> Parsed:
-    """Text columns from CSV; the first row is a header when it names any schema field."""
-    names = [schema.id_field, *schema.feature_names]
-    rows = csv.reader(io.StringIO(text, newline=""))
-    try:
-        first = next((row for row in rows if row), None)
-        if first is None:
-            return Parsed(columns={})
-        if any(cell.strip() in names for cell in first):
-            header = [cell.strip() for cell in first]
-            if len(set(header)) != len(header):
-                raise InvalidInput("the CSV header repeats a column name")
-            body: list[list[str]] = []
-        else:
-            header = _headerless(len(first), schema)
-            body = [first]
-        room = max_rows - len(body)
-        rest = list(itertools.islice(filter(None, rows), room + 1))  # blank lines skipped; one row past the limit
-    except csv.Error as err:
-        raise InvalidInput(f"body is not valid CSV: {err}") from err
-    if set(map(len, rest[:room])) - {len(header)}:
-        i = next(i for i, row in enumerate(rest) if len(row) != len(header))
-        raise InvalidInput(f"CSV row {len(body) + i} has {len(rest[i])} values, not {len(header)}", row=len(body) + i)
-    if len(rest) > room:
-        raise TooManyRows(f"more than the {max_rows} records allowed per request", limit=max_rows)
-    body += rest
-    wanted = [i for i, name in enumerate(header) if name in names]
-    columns = list(zip(*body)) if body else [()] * len(header)
-    return Parsed(columns={header[i]: list(columns[i]) for i in wanted}, rows=len(body))
-
-
-def _headerless(width: int, schema: Schema) -> list[str]:
-    features = schema.feature_names
-    if width == len(features):
-        return features
-    if width == len(features) + 1:
-        return [schema.id_field, *features]
-    raise InvalidInput(
-        f"CSV without a header needs {len(features)} columns ({', '.join(features)}) "
-        f"or {len(features) + 1} with {schema.id_field} first; the first row has {width}"
-    )
-
-
 def _fill_ids(parsed: Parsed, id_field: str) -> None:
     """Ids are optional over HTTP: a missing one becomes the row index and is not echoed."""
-    if parsed.records is not None:
-        ids = [record.get(id_field) for record in parsed.records]
-        given = [v is not None and (type(v) is not str or bool(v.strip())) for v in ids]
-        for i, ok in enumerate(given):
-            if not ok:
-                parsed.records[i][id_field] = ids[i] = str(i)
-        parsed.extracted[id_field] = ids
-        parsed.given_ids = np.array(given, dtype=bool)
-        return
-    assert parsed.columns is not None
-    n = parsed.rows
-    cells = parsed.columns.get(id_field) or [""] * n
-    given = [bool(v.strip()) for v in cells]
-    parsed.columns[id_field] = [v if ok else str(i) for i, (v, ok) in enumerate(zip(cells, given))]
+    assert parsed.records is not None
+    ids = [record.get(id_field) for record in parsed.records]
+    given = [v is not None and (type(v) is not str or bool(v.strip())) for v in ids]
+    for i, ok in enumerate(given):
+        if not ok:
+            parsed.records[i][id_field] = ids[i] = str(i)
+    parsed.extracted[id_field] = ids
     parsed.given_ids = np.array(given, dtype=bool)
 
 

@@ -34,9 +34,10 @@ _INT64 = 2**63
 _DOUBT = object()  # "let the validator decide"
 _JSON_NUMBERS = {int, float, type(None)}
 _PLAIN_CELL = f"^{_PLAIN}$"
+_PLAIN_ID = r"^[!-~](?:.*[!-~])?$"  # printable ASCII at both ends (RE2's . is anything but a line break)
 
 Converter = Callable[[Any], Any]
-ColumnConverter = Callable[[list[Any], bool], "np.ndarray | None"]
+ColumnConverter = Callable[[Any, bool], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -84,19 +85,24 @@ class RecordEncoder:
             values.append(value)
         return EncodedRecord(np.array([values], dtype=np.float64), customer_id)
 
-    def encode_batch(self, columns: Mapping[str, list[Any]], n: int, text: bool = False) -> EncodedBatch | None:
+    def encode_batch(self, columns: Mapping[str, Any], n: int, text: bool = False) -> EncodedBatch | None:
         """The matrix of a batch the validator would surely accept whole, else None.
 
-        `columns` holds each field's values in row order (a field may be absent), ids filled in;
-        `text` says they are CSV cells (strings; an empty cell is a missing value).
+        `columns` holds each field's values in row order (a field may be absent), ids filled in:
+        lists of JSON values, or with `text` CSV cells as Arrow string arrays (an empty cell is
+        a missing value).
         """
-        ids = _identifiers(columns.get(self.id_field) or [None] * n)
+        given_ids = columns.get(self.id_field)
+        ids = _text_identifiers(given_ids) if text and given_ids is not None else \
+            _identifiers([None] * n if given_ids is None else given_ids)
         if ids is None:
             return None
         x = np.empty((n, len(self._columns)), dtype=np.float64)
         for j, (name, convert) in enumerate(self._columns):
             values = columns.get(name)
-            column = convert([None] * n if values is None else values, text)
+            if values is None:  # an absent field is missing in every row
+                values = pa.nulls(n, pa.string()) if text else [None] * n
+            column = convert(values, text)
             if column is None:
                 return None
             x[:, j] = column
@@ -130,17 +136,24 @@ def _identifiers(values: list[Any]) -> list[str] | None:
     return None if any(i is _DOUBT or i is None for i in ids) else ids
 
 
+def _text_identifiers(cells: pa.Array) -> list[str] | None:
+    """CSV ids, every one plain (see `_identifier`); else None."""
+    if cells.null_count or not pc.all(pc.match_substring_regex(cells, _PLAIN_ID)).as_py():
+        return None
+    return list(cells.to_numpy(zero_copy_only=False).tolist())
+
+
 def _numbers(spec: FeatureSpec, fill: float, one: Converter) -> ColumnConverter:
     """A whole numeric column at once, with the same verdicts as `one` on each value."""
     lo = -math.inf if spec.min is None else spec.min
     hi = math.inf if spec.max is None else spec.max
     integral = spec.type == "int"
 
-    def convert(values: list[Any], text: bool) -> np.ndarray | None:
-        kinds = set(map(type, values))
+    def convert(values: Any, text: bool) -> np.ndarray | None:
         if text:
-            raw = _plain_numbers(values, spec.nullable)
-        elif kinds <= _JSON_NUMBERS:
+            return checked(_plain_numbers(values, spec.nullable))
+        kinds = set(map(type, values))
+        if kinds <= _JSON_NUMBERS:
             try:
                 raw = np.array(values, dtype=np.float64)  # None -> NaN
             except OverflowError:  # an int beyond any double
@@ -150,6 +163,10 @@ def _numbers(spec: FeatureSpec, fill: float, one: Converter) -> ColumnConverter:
         else:  # numbers as strings, booleans, ...: value by value
             converted = [one(v) for v in values]
             return None if any(v is _DOUBT for v in converted) else np.array(converted, dtype=np.float64)
+        return checked(raw)
+
+    def checked(raw: np.ndarray | None) -> np.ndarray | None:
+        """Numbers (NaN: missing) held to the field's rules, missing ones imputed; None if any fails."""
         if raw is None:
             return None
         missing = np.isnan(raw)
@@ -170,29 +187,32 @@ def _numbers(spec: FeatureSpec, fill: float, one: Converter) -> ColumnConverter:
     return convert
 
 
-def _plain_numbers(cells: list[Any], nullable: bool) -> np.ndarray | None:
-    """CSV cells that are all plain numbers (or empty, if the field may be missing) as floats.
+def _plain_numbers(cells: pa.Array, nullable: bool) -> np.ndarray | None:
+    """CSV cells that are all plain numbers (or empty or absent, if the field may be missing) as floats.
 
     Arrow matches (RE2) and parses them: the validator parses with the same cast.
     """
-    if set(map(type, cells)) != {str}:
-        if nullable and all(c is None for c in cells):  # the column is absent
-            return np.full(len(cells), math.nan)
-        return None
-    text = pa.array(cells, pa.string())
     if nullable:
-        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    plain = pc.match_substring_regex(text, _PLAIN_CELL)
+        cells = pc.if_else(pc.equal(cells, ""), pa.scalar(None, pa.string()), cells)
+    elif cells.null_count:
+        return None
+    plain = pc.match_substring_regex(cells, _PLAIN_CELL)
     if not pc.all(pc.fill_null(plain, True)).as_py():
         return None
-    return np.asarray(text.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(cells.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _categories(spec: FeatureSpec, one: Converter) -> ColumnConverter:
     """A whole category column at once: exact names take a dict lookup each, anything else `one`."""
     codes = {value: float(i) for i, value in enumerate(spec.values)}
+    allowed = pa.array(spec.values, pa.string())
 
-    def convert(values: list[Any], text: bool) -> np.ndarray | None:
+    def convert(values: Any, text: bool) -> np.ndarray | None:
+        if text:  # exact names only; an empty cell is left to the validator, an absent field is missing
+            index = pc.index_in(values, value_set=allowed)
+            if index.null_count != values.null_count or (values.null_count and not spec.nullable):
+                return None
+            return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.float64)  # null -> NaN
         if set(map(type, values)) == {str}:
             try:
                 return np.fromiter(map(codes.__getitem__, values), dtype=np.float64, count=len(values))

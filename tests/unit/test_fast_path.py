@@ -289,10 +289,11 @@ def test_csv_cells_take_the_fast_path_only_if_the_validator_accepts_them_with_th
     for name in data.draw(st.lists(st.sampled_from(schema.feature_names), max_size=3, unique=True)):
         columns[name][data.draw(st.integers(0, len(records) - 1))] = data.draw(text)
     columns[schema.id_field] = [f"C{i}" for i in range(len(records))]
-    batch = encoder.encode_batch(columns, len(records), text=True)
+    table = pa.table({name: pa.array(cells, pa.string()) for name, cells in columns.items()})
+    batch = encoder.encode_batch({name: table.column(name).combine_chunks() for name in columns}, len(records),
+                                 text=True)
     if batch is None:
         return
-    table = pa.table({name: pa.array(cells, pa.string()) for name, cells in columns.items()})
     result = validate(table, schema)
     assert result.rejected.num_rows == 0, f"fast path accepted CSV the validator rejects: {columns}"
     np.testing.assert_array_equal(batch.x, loaded_model.compiled.matrix(result.clean))
@@ -303,7 +304,8 @@ def test_plain_batches_take_the_fast_path(encoder: RecordEncoder, schema: Schema
     records[1]["tenure"] = 7.0  # an integral float
     records[2]["total_charges"] = None  # nullable
     assert encoder.encode_batch(json_columns(records, schema), 5) is not None
-    cells = {name: [csv_cell(r[name]) for r in records] for name in [schema.id_field, *schema.feature_names]}
+    cells = {name: pa.array([csv_cell(r[name]) for r in records], pa.string())
+             for name in [schema.id_field, *schema.feature_names]}
     assert encoder.encode_batch(cells, 5, text=True) is not None
 
 
