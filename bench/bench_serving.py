@@ -13,7 +13,7 @@ Sections (--sections, default all):
              requests (target: 4 workers <= 1.5x one worker).
 
 Usage: python bench/bench_serving.py [--model-dir DIR] [--sections single,batch,slowloris,memory]
-       [--workers 2] [--requests 2000] [--clients 16] [--seconds 10] [--stalled 200]
+       [--workers 2] [--requests 2000] [--clients 16] [--seconds 10] [--stalled 200] [--variants gthread,sync]
 Without --model-dir a small model is trained first (about 20 s). Numbers from a shared machine
 vary with its load: compare the columns of one run, and the CPU per request.
 """
@@ -87,7 +87,7 @@ def ready_workers(workers: int) -> Callable[[Server], bool]:
 
     def ready(server: Server) -> bool:
         pids = server.pids()[1:]
-        directory = Path(os.environ["BENCH_WORK"]) / f"prom-{server.name}"
+        directory = Path(os.environ["BENCH_WORK"]) / f"prom-{server.name.replace(' ', '-')}"
         loaded = [p for p in pids if (directory / f"gauge_livemax_{p}.db").exists()]
         return len(loaded) == workers and scores(server)
 
@@ -105,7 +105,8 @@ def table(title: str, rows: list[tuple[str, list[str]]], columns: list[str]) -> 
 
 
 def section_single(work: Path, model: Path, args: argparse.Namespace) -> None:
-    targets = [servers.ours(work, model, "single", args.workers), servers.mlflow(work, model, args.workers)]
+    targets = [servers.ours(work, model, f"churn {variant}", args.workers, worker_class=variant)
+               for variant in args.variants.split(",")] + [servers.mlflow(work, model, args.workers)]
     try:
         for server in targets:
             servers.wait_ready(server, scores)
@@ -122,13 +123,17 @@ def section_single(work: Path, model: Path, args: argparse.Namespace) -> None:
     finally:
         for server in targets:
             server.stop()
-    ours, mlflow = targets
+    *ours, mlflow = targets
     rows = []
-    for metric in ours.results:
-        better = ours.results[metric] / mlflow.results[metric] if "req/s" in metric else \
-            mlflow.results[metric] / ours.results[metric]
-        rows.append((metric, [f"{ours.results[metric]:.2f}", f"{mlflow.results[metric]:.2f}", f"{better:.2f}x"]))
-    table(f"single-record JSON, {args.workers} workers each", rows, ["churn", "mlflow", "churn better by"])
+    for metric in mlflow.results:
+        cells = [f"{server.results[metric]:.2f}" for server in targets]
+        for server in ours:
+            better = server.results[metric] / mlflow.results[metric] if "req/s" in metric else \
+                mlflow.results[metric] / server.results[metric]
+            cells.append(f"{better:.2f}x")
+        rows.append((metric, cells))
+    table(f"single-record JSON, {args.workers} workers each; ratio: how many times better than mlflow", rows,
+          [server.name for server in targets] + [f"ratio {server.name.split()[-1]}" for server in ours])
 
 
 def section_batch(work: Path, model: Path, args: argparse.Namespace) -> None:
@@ -274,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
     parser.add_argument("--stalled", type=int, default=200, help="stalled connections for the slowloris section")
+    parser.add_argument("--variants", default="gthread", help="our worker classes in the single section (gthread,sync)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))

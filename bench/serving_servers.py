@@ -75,15 +75,16 @@ def base_env() -> dict[str, str]:
 def ours(work: Path, model: Path, name: str, workers: int, threads: int = 4, worker_class: str = "gthread",
          port: int | None = None) -> Server:
     """`serve` on SAGEMAKER_BASE_DIR/model, with its own metrics directory."""
-    base = work / f"opt-ml-{name}"
+    slug = name.replace(" ", "-")
+    base = work / f"opt-ml-{slug}"
     if not (base / "model").exists():
         shutil.copytree(model, base / "model")
     port = port or free_port()
     env = {**base_env(), "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
            "CHURN_BIND_ADDRESS": "127.0.0.1", "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
            "CHURN_WORKER_CLASS": worker_class, "CHURN_SERVER_THREADS": str(threads),
-           "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{name}")}
-    return Server(name, port, [start([str(BIN / "serve")], env, work / f"serve-{name}.log")])
+           "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{slug}")}
+    return Server(name, port, [start([str(BIN / "serve")], env, work / f"serve-{slug}.log")])
 
 
 def mlflow(work: Path, model: Path, workers: int) -> Server:

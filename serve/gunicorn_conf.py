@@ -6,7 +6,7 @@ closes every connection. gunicorn sets TCP_NODELAY on the listener and Linux acc
 inherit it, so keep-alive answers do not stall on Nagle (p50 ~1.1 ms). Our gthread worker
 buffers whole requests in its event loop before a thread sees them (churn_serve.worker).
 
-Preload, by measurement (bench/bench_serving.py --memory): the master imports the serving stack
+Preload, by measurement (bench/bench_serving.py --sections memory): the master imports the serving stack
 (numpy, pyarrow, LightGBM, sklearn, pandas, mlflow, flask) once and the workers share it
 copy-on-write; gc.freeze() before each fork keeps the collector from writing to (and so
 copying) every shared object. Without preload each worker held its own ~220 MiB. The master
@@ -26,7 +26,8 @@ from typing import Any
 from churn.settings import Settings
 
 log = logging.getLogger("churn.serve")
-WORKER_CLASSES = {"gthread": "churn_serve.worker.DrainingThreadWorker", "sync": "sync"}
+# sync is kept for comparison (bench_serving.py): it has no buffering front, so stalled clients block it.
+WORKER_CLASSES = {"gthread": "churn_serve.worker.DrainingThreadWorker", "sync": "churn_serve.worker.JsonSyncWorker"}
 KEEPALIVE_SECONDS = 5  # idle connections are closed after this (and at once when a worker stops)
 
 

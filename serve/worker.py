@@ -11,9 +11,9 @@ over the limit get 413 after being read and dropped (bounded), so a client that 
 whole body before reading, like urllib, reads the 413 instead of a broken pipe.
 
 Errors gunicorn answers itself (bad request line, headers too large, bad chunking) are JSON
-like every answer of the app. Closing is non-blocking: gunicorn 26 lingers up to 2 s in its
-event loop on every closed connection, which a client that never closes would turn into a
-stall of every other connection.
+like every answer of the app (churn_serve.protocol_errors). Closing is non-blocking: gunicorn
+26 lingers up to 2 s in its event loop on every closed connection, which a client that never
+closes would turn into a stall of every other connection.
 
 The drain: gunicorn 26's graceful shutdown waits in one poll for the whole graceful timeout,
 so an idle keep-alive client kept every SIGTERM waiting 60 s (measured). Here the wait is
@@ -24,19 +24,18 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import logging
 import selectors
 import socket
 import time
 from functools import partial
-from http import HTTPStatus
 from typing import Any
 
 from gunicorn import http
-from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.sync import SyncWorker
 
+from churn_serve.protocol_errors import JsonErrors, json_answer
 from churn_serve.request_reader import CONTINUE, Limits, Refusal, Request, RequestReader
 
 log = logging.getLogger("churn.serve")
@@ -46,37 +45,6 @@ _RECV_BYTES = 256 * 1024
 _LINGER_BYTES = 64 * 1024  # read and dropped after a Connection: close answer, as gunicorn does
 _LINGER_SECONDS = 2.0
 _BUSY_REQUESTS = 8  # bodies of the largest size one worker buffers at once before answering 503
-
-# gunicorn's parse errors -> (status, error code); every other ParseException is a 400.
-_PROTOCOL_ERRORS: tuple[tuple[type[BaseException], int, str], ...] = (
-    (http_errors.LimitRequestLine, 414, "uri_too_long"),
-    (http_errors.LimitRequestHeaders, 431, "request_header_fields_too_large"),
-    (http_errors.UnsupportedTransferCoding, 501, "not_implemented"),
-    (http_errors.ExpectationFailed, 417, "expectation_failed"),
-    (http_errors.ForbiddenProxyRequest, 403, "forbidden"),
-    (http_errors.ConfigurationProblem, 500, "internal_error"),
-    (http_errors.ParseException, 400, "bad_request"),
-    (http_errors.InvalidChunkSize, 400, "bad_request"),
-    (http_errors.ChunkMissingTerminator, 400, "bad_request"),
-    (http_errors.InvalidChunkExtension, 400, "bad_request"),
-)
-
-
-def json_answer(status: int, payload: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> bytes:
-    """A complete HTTP/1.1 answer with a JSON body that closes the connection."""
-    body = json.dumps(payload, default=str).encode()
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: close", *(f"{k}: {v}" for k, v in headers)]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def protocol_error(exc: BaseException) -> tuple[int, str, str]:
-    """Status, error code and message for an error raised while gunicorn parsed a request."""
-    for cls, status, code in _PROTOCOL_ERRORS:
-        if isinstance(exc, cls):
-            message = "the server could not process the request" if status >= 500 else str(exc)[:300]
-            return status, code, message or code.replace("_", " ")
-    return 500, "internal_error", "internal error; the server logged the details"
 
 
 class BufferedConn(TConn):
@@ -93,7 +61,11 @@ class BufferedConn(TConn):
         self.linger_seconds = 0.0
 
 
-class DrainingThreadWorker(ThreadWorker):
+class JsonSyncWorker(JsonErrors, SyncWorker):
+    """gunicorn's sync worker (one request at a time, no keep-alive, no buffering) with JSON errors."""
+
+
+class DrainingThreadWorker(JsonErrors, ThreadWorker):
     """The gthread worker the server runs (the name is kept for the configuration)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -271,25 +243,3 @@ class DrainingThreadWorker(ThreadWorker):
                                                f"the request did not arrive within {self.cfg.timeout} s"))
             elif waited > self.cfg.keepalive or not self.alive:
                 self._close(conn)
-
-    # -- errors gunicorn answers itself --------------------------------------------------------------
-
-    def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
-        """gunicorn's protocol errors, as JSON (gunicorn writes an HTML page)."""
-        status, code, message = protocol_error(exc)
-        if status >= 500:
-            log.error("error handling request", exc_info=exc)
-        else:
-            log.info("invalid request", extra={"status": status, "reason": str(exc)[:300]})
-        self._count(status)
-        try:
-            client.setblocking(False)
-            client.send(json_answer(status, {"error": code, "message": message}))
-        except OSError:
-            self.log.debug("could not send the error answer")
-
-    def _count(self, status: int) -> None:
-        """Requests answered outside the app still count in churn_http_requests_total (route `other`)."""
-        metrics = getattr(self.wsgi, "extensions", {}).get("churn", {}).get("metrics")
-        if metrics is not None:
-            metrics.request("other", "", status, 0.0)
