@@ -17,8 +17,6 @@ from churn_serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from churn_serve.metrics import Metrics
 from churn_serve.model_holder import ModelHolder
 
-_CHUNK = 64 * 1024
-
 
 def blueprint(holder: ModelHolder, options: ServingOptions, metrics: Metrics, openapi: bytes) -> Blueprint:
     """The routes of the SageMaker contract plus /predict, /version, /metrics and /openapi.yaml."""
@@ -75,11 +73,12 @@ def _read_body(req: Request, limit: int) -> bytes:
     size = 0
     while True:
         try:
-            chunk = stream.read(_CHUNK)
+            # One read takes all of a buffered body; a stream may give less per read.
+            chunk = stream.read(limit + 1 - size)
         except Exception as err:  # broken chunked encoding, a client that hung up: the request is bad
             raise InvalidInput(f"the request body could not be read: {type(err).__name__}") from err
         if not chunk:
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         size += len(chunk)
         if size > limit:  # chunked uploads have no Content-Length to check up front
             raise PayloadTooLarge(f"body is over the {limit} byte limit", limit=limit)
