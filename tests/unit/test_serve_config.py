@@ -46,17 +46,22 @@ def test_a_configuration_error_exits_3_with_the_reason(env: dict[str, str], args
     assert (list(env) or ["CHURN_BIND_ADDRESS"])[0] in result.output
 
 
-def test_stale_metrics_directories_of_dead_servers_are_removed(tmp_path: Path) -> None:
+def test_starting_removes_the_metrics_directories_of_dead_servers(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True, check=True)
     dead = tmp_path / f"churn-prometheus-{finished.stdout.strip()}-abc"
     alive = tmp_path / f"churn-prometheus-{os.getppid()}-def"
-    unrelated = tmp_path / "churn-prometheus-notapid"
-    for directory in (dead, alive, unrelated):
+    for directory in (dead, alive):
         directory.mkdir()
         (directory / "counter_1.db").write_bytes(b"x")
-    assert metrics_dir.remove_stale(tmp_path) == [dead]
-    assert not dead.exists() and alive.exists() and unrelated.exists()
+    made = metrics_dir.prepare(None)
+    assert not dead.exists() and alive.exists()
+    assert sorted(tmp_path.iterdir()) == sorted([alive, made])
 
 
 def test_the_server_removes_only_the_directory_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
