@@ -14,6 +14,7 @@ Sections (--sections, default all):
 
 Usage: python bench/bench_serving.py [--model-dir DIR] [--sections single,batch,slowloris,memory]
        [--workers 2] [--requests 2000] [--clients 16] [--seconds 10] [--stalled 200] [--variants gthread,sync]
+       [--compare-with DIR]
 Without --model-dir a small model is trained first (about 20 s). Numbers from a shared machine
 vary with its load: compare the columns of one run, and the CPU per request.
 """
@@ -139,37 +140,47 @@ def section_single(work: Path, model: Path, args: argparse.Namespace) -> None:
 def section_batch(work: Path, model: Path, args: argparse.Namespace) -> None:
     records = batch_records(BATCH_ROWS)
     targets = [servers.ours(work, model, "batch", args.workers), servers.mlflow(work, model, args.workers)]
+    if args.compare_with is not None:
+        targets.append(servers.ours(work, model, "before", args.workers, source=args.compare_with))
     n = max(100, args.requests // 10)
+    rounds = 5  # the servers take turns, so a change in the machine's load reaches all of them
     try:
         for server in targets:
-            servers.wait_ready(server, scores)
+            servers.wait_ready(server, scores if server.mlflow else ready_workers(args.workers))
         for server in targets:
-            for fmt, (body, content_type) in bodies(records, server).items():
+            for body, content_type in bodies(records, server).values():
                 timed(server, body, content_type, 30, accept=content_type)
-                before = cpu_seconds(server)
-                latencies = timed(server, body, content_type, n, accept=content_type)
-                server.results[f"{fmt} cpu"] = 1000 * (cpu_seconds(server) - before) / n
-                server.results[f"{fmt} p50"] = p50(latencies)
+        latencies: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], float] = {}
+        for _ in range(rounds):
+            for server in targets:
+                for fmt, (body, content_type) in bodies(records, server).items():
+                    before = cpu_seconds(server)
+                    latencies.setdefault((server.name, fmt), []).extend(
+                        timed(server, body, content_type, n // rounds, accept=content_type))
+                    cpu[(server.name, fmt)] = cpu.get((server.name, fmt), 0.0) + cpu_seconds(server) - before
+        for server in targets:
+            for fmt in ("json", "csv"):
+                server.results[f"{fmt} p50"] = p50(latencies[(server.name, fmt)])
+                server.results[f"{fmt} cpu"] = 1000 * cpu[(server.name, fmt)] / len(latencies[(server.name, fmt)])
         ours = targets[0]
         difference = pipeline_difference(ours, model, records)
     finally:
         for server in targets:
             server.stop()
-    mlflow = targets[1]
+    others = targets[1:]
     rows = []
     for fmt in ("json", "csv"):
-        ratio = mlflow.results[f"{fmt} p50"] / ours.results[f"{fmt} p50"]
-        ours_p50, mlflow_p50 = ours.results[f"{fmt} p50"], mlflow.results[f"{fmt} p50"]
-        met = "met" if ours_p50 <= TARGETS[fmt] else "NOT met"
-        rows.append((f"{fmt.upper()} p50 ms (target <= {TARGETS[fmt]:.0f})",
-                     [f"{ours_p50:.2f}", f"{mlflow_p50:.2f}", f"{ratio:.2f}x", met]))
-        rows.append((f"{fmt.upper()} server CPU ms/request",
-                     [f"{ours.results[f'{fmt} cpu']:.2f}", f"{mlflow.results[f'{fmt} cpu']:.2f}",
-                      f"{mlflow.results[f'{fmt} cpu'] / ours.results[f'{fmt} cpu']:.2f}x", ""]))
+        for metric, label in (("p50", f"p50 ms (target <= {TARGETS[fmt]:.0f})"), ("cpu", "server CPU ms/request")):
+            key = f"{fmt} {metric}"
+            cells = [f"{ours.results[key]:.2f}"] + [f"{other.results[key]:.2f}" for other in others]
+            cells += [f"{other.results[key] / ours.results[key]:.2f}x" for other in others]
+            met = "met" if ours.results[key] <= TARGETS[fmt] else "NOT met"
+            rows.append((f"{fmt.upper()} {label}", cells + [met if metric == "p50" else ""]))
     rows.append(("max |churn - Pipeline| (1e-9)",
-                 [f"{difference:.1e}", "", "", "met" if difference <= 1e-9 else "NOT met"]))
+                 [f"{difference:.1e}"] + [""] * (2 * len(others)) + ["met" if difference <= 1e-9 else "NOT met"]))
     table(f"{BATCH_ROWS}-row batches, keep-alive, {args.workers} workers each, {n} requests",
-          rows, ["churn", "mlflow", "churn better by", "target"])
+          rows, ["churn"] + [o.name for o in others] + [f"vs {o.name}" for o in others] + ["target"])
 
 
 def pipeline_difference(server: Server, model: Path, records: list[dict[str, Any]]) -> float:
@@ -280,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
     parser.add_argument("--stalled", type=int, default=200, help="stalled connections for the slowloris section")
     parser.add_argument("--variants", default="gthread", help="our worker classes in the single section (gthread,sync)")
+    parser.add_argument("--compare-with", type=Path, default=None,
+                        help="another checkout (git archive main | tar -x -C DIR): its server joins the batch section")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))

@@ -73,8 +73,12 @@ def base_env() -> dict[str, str]:
 
 
 def ours(work: Path, model: Path, name: str, workers: int, threads: int = 4, worker_class: str = "gthread",
-         port: int | None = None) -> Server:
-    """`serve` on SAGEMAKER_BASE_DIR/model, with its own metrics directory."""
+         port: int | None = None, source: Path | None = None) -> Server:
+    """`serve` on SAGEMAKER_BASE_DIR/model, with its own metrics directory.
+
+    `source`: another checkout of this project (say `git archive main | tar -x -C DIR`) whose
+    code serves instead, for a before/after ratio in one run (its packages go first on PYTHONPATH).
+    """
     slug = name.replace(" ", "-")
     base = work / f"opt-ml-{slug}"
     if not (base / "model").exists():
@@ -84,6 +88,14 @@ def ours(work: Path, model: Path, name: str, workers: int, threads: int = 4, wor
            "CHURN_BIND_ADDRESS": "127.0.0.1", "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
            "CHURN_WORKER_CLASS": worker_class, "CHURN_SERVER_THREADS": str(threads),
            "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{slug}")}
+    if source is not None:
+        packages = work / f"packages-{slug}"
+        packages.mkdir(exist_ok=True)
+        for package, folder in (("churn", "lib/churn"), ("churn_serve", "serve"), ("churn_jobs", "jobs")):
+            link = packages / package
+            if not link.exists():
+                link.symlink_to(source.resolve() / folder)
+        env["PYTHONPATH"] = str(packages)
     return Server(name, port, [start([str(BIN / "serve")], env, work / f"serve-{slug}.log")])
 
 
