@@ -20,7 +20,7 @@ from churn_serve.views import blueprint
 
 log = logging.getLogger("churn.serve")
 OPENAPI = Path(__file__).with_name("openapi.yaml")  # package data beside this module
-ROUTES = frozenset({"/ping", "/invocations", "/predict", "/version", "/model", "/metrics", "/openapi.yaml"})
+ROUTES = frozenset({"/ping", "/live", "/invocations", "/predict", "/version", "/model", "/metrics", "/openapi.yaml"})
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 

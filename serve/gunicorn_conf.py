@@ -3,14 +3,21 @@
 Worker class gthread, by measurement (bench/bench_serving.py, 2 workers, 2 busy cores): it keeps
 connections alive, so 16 keep-alive clients got ~1,600-1,900 req/s against ~580 for sync, which
 closes every connection. gunicorn sets TCP_NODELAY on the listener and Linux accepted sockets
-inherit it, so keep-alive answers do not stall on Nagle (p50 ~1.1 ms). No preload: importing
-pyarrow starts a jemalloc thread and forking a threaded master deadlocked a worker in tests;
-preload saved no memory at 2 workers (436 vs 442 MiB PSS in all) and ~80 MiB per extra worker.
-Each worker imports the stack and loads its model in its own thread (/ping is 503 until then).
+inherit it, so keep-alive answers do not stall on Nagle (p50 ~1.1 ms). Our gthread worker
+buffers whole requests in its event loop before a thread sees them (churn_serve.worker).
+
+Preload, by measurement (bench/bench_serving.py --sections memory): the master imports the serving stack
+(numpy, pyarrow, LightGBM, sklearn, pandas, mlflow, flask) once and the workers share it
+copy-on-write; gc.freeze() before each fork keeps the collector from writing to (and so
+copying) every shared object. Without preload each worker held its own ~220 MiB. The master
+stays single-threaded (server.py keeps OpenBLAS and jemalloc from starting threads at
+import; forking a threaded master once deadlocked a worker) and loads no model: each worker
+loads its model in its own thread after the fork (/ping is 503 until then).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -19,8 +26,9 @@ from typing import Any
 from churn.settings import Settings
 
 log = logging.getLogger("churn.serve")
-WORKER_CLASSES = {"gthread": "churn_serve.worker.DrainingThreadWorker", "sync": "sync"}
-KEEPALIVE_SECONDS = 5  # idle connections also hold up a SIGTERM drain this long at most
+# sync is kept for comparison (bench_serving.py): it has no buffering front, so stalled clients block it.
+WORKER_CLASSES = {"gthread": "churn_serve.worker.DrainingThreadWorker", "sync": "churn_serve.worker.JsonSyncWorker"}
+KEEPALIVE_SECONDS = 5  # idle connections are closed after this (and at once when a worker stops)
 
 
 def worker_count(settings: Settings) -> int:
@@ -36,7 +44,7 @@ def worker_count(settings: Settings) -> int:
 def options(settings: Settings) -> dict[str, Any]:
     """The gunicorn settings (names as in gunicorn's docs) for these Settings."""
     chosen: dict[str, Any] = {
-        "bind": [f"0.0.0.0:{settings.port}"],
+        "bind": [bind_address(settings)],
         "workers": worker_count(settings),
         "worker_class": WORKER_CLASSES[settings.worker_class],
         # gunicorn turns a sync worker with threads into gthread: sync means one thread.
@@ -44,31 +52,37 @@ def options(settings: Settings) -> dict[str, Any]:
         "timeout": settings.timeout,
         "graceful_timeout": settings.timeout,  # SIGTERM: in-flight requests get this long to finish
         "keepalive": KEEPALIVE_SECONDS,
-        "preload_app": False,
+        "preload_app": True,
         "accesslog": None,  # the request metrics cover it; a log line per request costs latency
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "churn-serve",
         "control_socket_disable": True,  # gunicorn 24+'s admin socket: unused, and it wants a writable $HOME
         "when_ready": when_ready,
+        "pre_fork": pre_fork,
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         "child_exit": child_exit,
+        "on_exit": on_exit,
     }
     if Path("/dev/shm").is_dir():  # the heartbeat file: a disk-backed /tmp can stall it under load
         chosen["worker_tmp_dir"] = "/dev/shm"
     return chosen
 
 
-def prepare_metrics_dir(directory: Path) -> None:
-    """Master, before the app exists: an empty metrics directory (a restart must not add up old counts)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+def bind_address(settings: Settings) -> str:
+    """host:port as gunicorn takes it ([v6]:port for an IPv6 address)."""
+    host = settings.bind_address
+    return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
 
 
 def when_ready(server: Any) -> None:
     log.info("serving", extra={"bind": [str(s) for s in server.LISTENERS], "workers": server.num_workers})
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Master: everything it holds now is shared with the child; the collector must not touch it."""
+    gc.freeze()
 
 
 def post_worker_init(worker: Any) -> None:
@@ -88,3 +102,10 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Master, last: remove the metrics directory it made in the temp dir."""
+    from churn_serve import metrics_dir
+
+    metrics_dir.remove_own(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

@@ -18,6 +18,23 @@ PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class BatchHistogram(Histogram):
+    """A Histogram that observes a whole array at once: the same bucket counts as observing each value.
+
+    A 1,000-row answer observed value by value took ~3.5 ms in multiprocess mode (a lock and an
+    mmap write per value); here it is one increment per bucket.
+    """
+
+    def observe_many(self, values: np.ndarray) -> None:
+        self._raise_if_not_observable()
+        bounds = np.asarray(self._upper_bounds)
+        index = np.searchsorted(bounds, values, side="left")  # the first bound >= each value, as observe()
+        self._sum.inc(float(np.sum(values)))
+        for i, count in enumerate(np.bincount(index, minlength=bounds.size)[:bounds.size].tolist()):
+            if count:
+                self._buckets[i].inc(count)
+
+
 class Metrics:
     """The server's metrics, registered in their own registry so tests can build many apps."""
 
@@ -33,7 +50,7 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.predictions = Counter("churn_prediction_total", "Predictions by label (Churn / No Churn).",
                                    ["label"], registry=r)
-        self.probability = Histogram("churn_prediction_probability", "Predicted churn probabilities.",
+        self.probability = BatchHistogram("churn_prediction_probability", "Predicted churn probabilities.",
                                      buckets=PROBABILITY_BUCKETS, registry=r)
         self.model_info = Gauge("churn_model_info", "The model being served (1) and ones served before (0).",
                                 ["model_name", "model_version", "run_id"], multiprocess_mode="livemax", registry=r)
@@ -50,8 +67,7 @@ class Metrics:
             self.predictions.labels("Churn").inc(n_churn)
         if churn.size - n_churn:
             self.predictions.labels("No Churn").inc(churn.size - n_churn)
-        for p in probability.tolist():
-            self.probability.observe(p)
+        self.probability.observe_many(probability)
 
     def model_loaded(self, name: str, version: str, run_id: str) -> None:
         """Mark the new model 1 and the previous one 0 (multiprocess gauges cannot be removed)."""

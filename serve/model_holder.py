@@ -9,6 +9,7 @@ type off the allow-list, files changed since registration) is never loaded again
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from churn.serving_model import ServingModel
 from churn_serve.model_sources import ModelSource
 
 log = logging.getLogger("churn.serve")
+NO_MODEL_LOG_SECONDS = 300.0
 
 
 class ModelHolder:
@@ -39,6 +41,9 @@ class ModelHolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loaded_at: float | None = None
+        self._nothing_since: float | None = None  # when the source first had no model for us
+        self._nothing_logged = -math.inf
+        self._nothing_polls = 0
 
     @property
     def ready(self) -> bool:
@@ -77,8 +82,9 @@ class ModelHolder:
         served = self._current
         if key is None:
             if served is None:
-                log.info("no model to serve yet", extra={"source": self.source.description})
+                self._no_model_yet()
             return False
+        self._nothing_since = None
         if served is not None and self.source.pollable and key == served.loaded.version:
             return False
         if served is not None and not self.source.pollable:
@@ -86,6 +92,19 @@ class ModelHolder:
         if key == self._rejected:
             return False
         return self._load(key)
+
+    def _no_model_yet(self) -> None:
+        """WARNING with the source polled: at once, then every NO_MODEL_LOG_SECONDS (not every poll)."""
+        now = time.monotonic()
+        if self._nothing_since is None:
+            self._nothing_since, self._nothing_polls = now, 0
+        self._nothing_polls += 1
+        if now - self._nothing_logged < NO_MODEL_LOG_SECONDS:
+            return
+        self._nothing_logged = now
+        log.warning("no model to serve yet; /ping answers 503 until one is found",
+                    extra={"source": self.source.description, "polls": self._nothing_polls,
+                           "waiting_seconds": round(now - self._nothing_since, 1)})
 
     def _load(self, key: str) -> bool:
         started = time.monotonic()

@@ -10,13 +10,12 @@ from typing import Any
 
 from flask import Blueprint, Request, Response, request
 
+from churn import media
 from churn.errors import InvalidInput, PayloadTooLarge
 from churn.invocations import ServingOptions, invocations, reasons_wanted
 from churn_serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from churn_serve.metrics import Metrics
 from churn_serve.model_holder import ModelHolder
-
-_CHUNK = 64 * 1024
 
 
 def blueprint(holder: ModelHolder, options: ServingOptions, metrics: Metrics, openapi: bytes) -> Blueprint:
@@ -25,14 +24,21 @@ def blueprint(holder: ModelHolder, options: ServingOptions, metrics: Metrics, op
 
     @bp.get("/ping")
     def ping() -> Response:
-        holder.current()  # 503 until a model is loaded; no I/O here
+        """Readiness: 503 until a model is loaded; no I/O here."""
+        holder.current()
         return Response(b"", 200)
+
+    @bp.get("/live")
+    def live() -> dict[str, Any]:
+        """Liveness: the process answers, model or not (nothing promoted yet is no reason to restart)."""
+        return {"live": True, "model_loaded": holder.ready}
 
     @bp.post("/invocations")
     @bp.post("/predict")  # the seed's route, kept for its clients
     def predict() -> Response:
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
         model = holder.current()
+        media.check_encoding(req.headers.get("Content-Encoding"))
         body = _read_body(req, options.max_body_bytes)
         k = reasons_wanted(_reasons_asked(req), options, len(model.schema.features))
         answer = invocations(body, req.headers.get("Content-Type"), req.headers.get("Accept"), model, options, k)
@@ -67,11 +73,12 @@ def _read_body(req: Request, limit: int) -> bytes:
     size = 0
     while True:
         try:
-            chunk = stream.read(_CHUNK)
+            # One read takes all of a buffered body; a stream may give less per read.
+            chunk = stream.read(limit + 1 - size)
         except Exception as err:  # broken chunked encoding, a client that hung up: the request is bad
             raise InvalidInput(f"the request body could not be read: {type(err).__name__}") from err
         if not chunk:
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         size += len(chunk)
         if size > limit:  # chunked uploads have no Content-Length to check up front
             raise PayloadTooLarge(f"body is over the {limit} byte limit", limit=limit)

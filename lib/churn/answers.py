@@ -2,6 +2,8 @@
 
 Every record gets prediction, probability and risk band; the customer id when the request
 gave one; the top reasons (feature, value, signed contribution to the log-odds) when asked.
+Without reasons each JSON object is written as text from pre-escaped pieces (the same bytes
+`json.dumps` gives, about 5x quicker for 1,000 rows than building and encoding dicts).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # what json.dumps uses for str with ensure_ascii
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,9 @@ import numpy as np
 from churn.media import Format
 
 CHURN, NO_CHURN = "Churn", "No Churn"
+_LABELS = (encode_basestring_ascii(NO_CHURN), encode_basestring_ascii(CHURN))
+_CSV_LABELS = (NO_CHURN, CHURN)
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 
 
 @dataclass(frozen=True)
@@ -25,8 +32,10 @@ class Scores:
 
     probability: np.ndarray
     churn: np.ndarray  # bool: probability at or above the model's threshold
-    band: list[str]
-    ids: list[str | None]  # None where the request gave no id
+    band: np.ndarray  # index into band_names
+    band_names: list[str]
+    ids: list[str]  # the request's ids, or row numbers where it gave none
+    given_ids: np.ndarray  # bool: the request gave this record's id (only those are echoed)
     reasons: list[list[dict[str, Any]]] | None = None  # None when not asked for
     reasons_wanted: int = 0
 
@@ -34,13 +43,12 @@ class Scores:
 def records(scores: Scores) -> list[dict[str, Any]]:
     """One answer object per record."""
     out = []
-    for i, probability in enumerate(scores.probability.tolist()):
-        item: dict[str, Any] = {
-            "prediction": CHURN if scores.churn[i] else NO_CHURN,
-            "probability": probability,
-            "risk_band": scores.band[i],
-        }
-        if scores.ids[i] is not None:
+    names = scores.band_names
+    for i, (probability, churn, band, given) in enumerate(zip(
+            scores.probability.tolist(), scores.churn.tolist(), scores.band.tolist(), scores.given_ids.tolist())):
+        item: dict[str, Any] = {"prediction": CHURN if churn else NO_CHURN, "probability": probability,
+                                "risk_band": names[band]}
+        if given:
             item["customer_id"] = scores.ids[i]
         if scores.reasons is not None:
             item["reasons"] = scores.reasons[i]
@@ -50,28 +58,58 @@ def records(scores: Scores) -> list[dict[str, Any]]:
 
 def render(scores: Scores, fmt: Format, single: bool) -> bytes:
     """The response body: JSON gives the bare object for a single-object request."""
-    items = records(scores)
-    if fmt == "json":
-        payload: Any = items[0] if single else {"predictions": items}
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    if not np.isfinite(scores.probability).all():
+        raise ValueError("a probability is not finite")  # a broken model: never write invalid JSON
+    if fmt == "csv":
+        return _csv(scores)
+    items = _json_objects(scores)
     if fmt == "jsonlines":
-        return "".join(json.dumps(item, separators=(",", ":"), allow_nan=False) + "\n" for item in items).encode()
-    return _csv(items, scores)
+        return ("\n".join(items) + "\n").encode()
+    return (items[0] if single else '{"predictions":[' + ",".join(items) + "]}").encode()
 
 
-def _csv(items: list[dict[str, Any]], scores: Scores) -> bytes:
-    with_ids = any(i is not None for i in scores.ids)
+def _json_objects(scores: Scores) -> list[str]:
+    """Each record's answer as compact JSON text, keys in the order `records` gives them."""
+    if scores.reasons is not None:
+        return [json.dumps(item, separators=(",", ":"), allow_nan=False) for item in records(scores)]
+    bands = [encode_basestring_ascii(name) for name in scores.band_names]
+    heads = [f'{{"prediction":{_LABELS[churn]},"probability":{probability!r},"risk_band":{bands[band]}'
+             for churn, probability, band in zip(scores.churn.tolist(), scores.probability.tolist(),
+                                                 scores.band.tolist())]
+    if not scores.given_ids.any():
+        return [head + "}" for head in heads]
+    return [f'{head},"customer_id":{encode_basestring_ascii(customer_id)}}}' if given else head + "}"
+            for head, customer_id, given in zip(heads, scores.ids, scores.given_ids.tolist())]
+
+
+def _csv(scores: Scores) -> bytes:
+    with_ids = bool(scores.given_ids.any())
     header = (["customer_id"] if with_ids else []) + ["prediction", "probability", "risk_band"]
     for k in range(1, scores.reasons_wanted + 1 if scores.reasons is not None else 1):
         header += [f"reason_{k}", f"reason_{k}_value", f"reason_{k}_contribution"]
+    names = scores.band_names
+    ids = [customer_id if given else "" for customer_id, given in zip(scores.ids, scores.given_ids.tolist())]
+    if scores.reasons is None and not _NEEDS_QUOTES.search("".join(names + (ids if with_ids else []))):
+        # Nothing csv.writer would quote: the same text, joined directly (5x quicker for 1,000 rows).
+        lines = [f"{_CSV_LABELS[churn]},{probability!r},{names[band]}" for churn, probability, band in
+                 zip(scores.churn.tolist(), scores.probability.tolist(), scores.band.tolist())]
+        if with_ids:
+            lines = [f"{customer_id},{line}" for customer_id, line in zip(ids, lines)]
+        return ("\n".join([",".join(header), *lines]) + "\n").encode()
+    rows: list[list[Any]] = [
+        [CHURN if churn else NO_CHURN, repr(probability), names[band]]
+        for churn, probability, band in zip(scores.churn.tolist(), scores.probability.tolist(), scores.band.tolist())
+    ]
+    if with_ids:
+        rows = [[customer_id, *row] for customer_id, row in zip(ids, rows)]
+    if scores.reasons is not None:
+        for row, reasons in zip(rows, scores.reasons):
+            for reason in reasons:
+                row += [reason["feature"], "" if reason["value"] is None else reason["value"],
+                        repr(reason["contribution"])]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    for item in items:
-        row: list[Any] = [item.get("customer_id", "")] if with_ids else []
-        row += [item["prediction"], repr(item["probability"]), item["risk_band"]]
-        for reason in item.get("reasons", []):
-            row += [reason["feature"], "" if reason["value"] is None else reason["value"], repr(reason["contribution"])]
-        writer.writerow(row)
+    writer.writerows(rows)
     return buffer.getvalue().encode()
 

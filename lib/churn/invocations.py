@@ -96,24 +96,35 @@ def reasons_wanted(value: str | None, options: ServingOptions, n_features: int) 
 
 def score(parsed: payloads.Parsed, model: ServingModel, options: ServingOptions, reasons: int = 0) -> answers.Scores:
     """Probabilities, predictions, bands and (if asked) reasons for parsed records."""
-    compiled = model.loaded.compiled
-    encoded = model.encoder.encode(parsed.records[0]) if parsed.single and parsed.records else None
-    if encoded is not None:
-        x, ids = encoded.row, [encoded.customer_id or ""]
-        probability = model.scorer.probability(x)
-    else:
+    x, ids, probability = _fast(parsed, model)
+    if x is None:
         clean = _validated(parsed, model)
-        x, ids = compiled.matrix(clean), clean.column(model.schema.id_field).to_pylist()
-        probability = compiled.probability(x)
-    names = options.scoring.band_names
+        x, ids = model.loaded.compiled.matrix(clean), clean.column(model.schema.id_field).to_pylist()
+        probability = model.loaded.compiled.probability(x)
     return answers.Scores(
         probability=probability,
-        churn=probability >= compiled.threshold,
-        band=[names[i] for i in options.scoring.band_index(probability).tolist()],
-        ids=[i if given else None for i, given in zip(ids, parsed.given_ids.tolist())],
+        churn=probability >= model.loaded.compiled.threshold,
+        band=options.scoring.band_index(probability),
+        band_names=options.scoring.band_names,
+        ids=ids,
+        given_ids=parsed.given_ids,
         reasons=_reasons(model, x, reasons) if reasons > 0 else None,
         reasons_wanted=reasons,
     )
+
+
+def _fast(parsed: payloads.Parsed, model: ServingModel) -> tuple[Any, list[str], Any]:
+    """Matrix, ids and probabilities from the fast path; (None, [], None) when the validator must judge."""
+    if parsed.single and parsed.records:
+        encoded = model.encoder.encode(parsed.records[0])
+        if encoded is not None:
+            return encoded.row, [encoded.customer_id or ""], model.scorer.probability(encoded.row)
+        return None, [], None
+    names = [model.schema.id_field, *model.schema.feature_names]
+    batch = model.encoder.encode_batch(parsed.field_columns(names), parsed.n_rows, text=parsed.table is not None)
+    if batch is None:
+        return None, [], None
+    return batch.x, batch.ids, model.loaded.compiled.probability(batch.x)
 
 
 def _validated(parsed: payloads.Parsed, model: ServingModel) -> pa.Table:

@@ -1,4 +1,7 @@
-"""Media types of /invocations: which request bodies we read and which answers we write."""
+"""Media types of /invocations: which request bodies we read and which answers we write.
+
+Headers are parsed by werkzeug (installed with Flask, no web framework needed here).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,10 @@ import codecs
 from dataclasses import dataclass
 from typing import Literal
 
-from churn.errors import NotAcceptable, UnsupportedMediaType
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header, parse_options_header
+
+from churn.errors import InvalidInput, NotAcceptable, UnsupportedMediaType
 
 Format = Literal["json", "csv", "jsonlines"]
 
@@ -23,7 +29,7 @@ TYPES: dict[Format, tuple[str, ...]] = {
     ),
 }
 _BY_TYPE: dict[str, Format] = {t: fmt for fmt, types in TYPES.items() for t in types}
-_WILDCARDS: dict[str, Format] = {"*/*": "json", "application/*": "json", "text/*": "csv"}
+_OURS = list(_BY_TYPE)  # in order of preference: */* and application/* get JSON, text/* CSV
 ACCEPTED = ", ".join(t for types in TYPES.values() for t in types)
 
 
@@ -39,22 +45,12 @@ def content_type_for(fmt: Format) -> str:
     return f"{TYPES[fmt][0]}; charset=utf-8" if fmt != "json" else TYPES[fmt][0]
 
 
-def _split(header: str) -> tuple[str, dict[str, str]]:
-    kind, _, rest = header.partition(";")
-    params = {}
-    for item in rest.split(";"):
-        key, eq, value = item.partition("=")
-        if eq:
-            params[key.strip().lower()] = value.strip().strip('"')
-    return kind.strip().lower(), params
-
-
 def request_body_type(header: str | None) -> BodyType:
     """The format of a request body from its Content-Type; none given means JSON."""
     if header is None or not header.strip():
         return BodyType("json")
-    kind, params = _split(header)
-    fmt = _BY_TYPE.get(kind)
+    kind, params = parse_options_header(header)
+    fmt = _BY_TYPE.get(kind.lower())
     if fmt is None:
         raise UnsupportedMediaType(
             f"Content-Type {header[:100]!r} is not supported; send one of: {ACCEPTED}", supported=ACCEPTED
@@ -67,26 +63,33 @@ def request_body_type(header: str | None) -> BodyType:
     return BodyType(fmt, charset)
 
 
+def decode(body: bytes, charset: str) -> str:
+    """The body as text in its charset (a UTF-8 byte-order mark dropped)."""
+    try:
+        return body.decode("utf-8-sig" if charset in ("utf-8", "utf8") else charset)
+    except (UnicodeDecodeError, LookupError) as err:
+        raise InvalidInput(f"body is not valid {charset} text") from err
+
+
+def check_encoding(header: str | None) -> None:
+    """Bodies are read as sent: a compressed body is refused by name, not misread as bad JSON."""
+    text = (header or "")[:60]
+    if any(c.strip().lower() not in ("", "identity") for c in text.split(",")):
+        raise UnsupportedMediaType(f"Content-Encoding {text!r} is not supported; send the body uncompressed",
+                                   encoding=text)
+
+
 def response_format(header: str | None) -> Format:
-    """The best format the Accept header allows (highest q, then first listed); JSON if none."""
+    """The best format the Accept header allows (highest q, then the most specific, then ours); JSON if none.
+
+    Parameters other than q (`application/json; charset=utf-8`) do not stop a type matching.
+    """
     if header is None or not header.strip():
         return "json"
-    best: tuple[float, int, Format] | None = None
-    for position, item in enumerate(header.split(",")):
-        kind, params = _split(item)
-        fmt = _BY_TYPE.get(kind) or _WILDCARDS.get(kind)
-        if fmt is None:
-            continue
-        try:
-            quality = float(params.get("q", "1"))
-        except ValueError:
-            continue
-        if not 0 < quality <= 1:  # q=0 means "not this one"; NaN fails the comparison too
-            continue
-        if best is None or quality > best[0]:
-            best = (quality, position, fmt)
+    asked = MIMEAccept([(parse_options_header(kind)[0], q) for kind, q in parse_accept_header(header)])
+    best = asked.best_match(_OURS)
     if best is None:
         raise NotAcceptable(
             f"cannot answer in any type of Accept {header[:100]!r}; choose one of: {ACCEPTED}", supported=ACCEPTED
         )
-    return best[2]
+    return _BY_TYPE[best]

@@ -1,31 +1,51 @@
-"""The fast single-record path: one JSON object straight to a feature row, no Arrow or pandas.
+"""The fast path of HTTP requests: records straight to the feature matrix, no Arrow or pandas.
 
 It accepts only values whose meaning under `churn.validation.validate` is beyond doubt
 (exact category names, plain numbers in bounds) and answers None for anything else, so the
 caller falls back to the validator, which then gives the authoritative verdict or rejection.
-Tests prove: whenever this path accepts, the validator accepts with the same values.
+One record is converted value by value; a batch column by column with numpy (a 1,000-row
+request costs about a millisecond here against ~20 ms in the validator, which is built for
+millions of rows). Tests prove: whenever this path accepts, the validator accepts with the
+same values.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churn.compiled import CompiledModel
 from churn.schema import FeatureSpec
 
 # ASCII only: Python's \d also matches other scripts' digits, which the validator rejects.
-_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# No two ways to match the same digits: `[0-9]+\.?[0-9]*` made a failing match quadratic
+# (20,000 digits and an "x" held a request thread for 30 s).
+_PLAIN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_PLAIN_NUMBER = re.compile(_PLAIN)
 _EXACT_INT = 2**53  # beyond this an int does not survive the validator's float64 cast exactly
 _INT64 = 2**63
 _DOUBT = object()  # "let the validator decide"
+_JSON_NUMBERS = {int, float, type(None)}
+_PLAIN_CELL = f"^{_PLAIN}$"
+_PLAIN_ID = r"^[!-~](?:.*[!-~])?$"  # printable ASCII at both ends (RE2's . is anything but a line break)
 
 Converter = Callable[[Any], Any]
+ColumnConverter = Callable[[Any, bool], "np.ndarray | None"]
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Clean records: their feature matrix (rows in request order, columns in `feature_order`) and ids."""
+
+    x: np.ndarray  # shape (n, n_features), float64, C order
+    ids: list[str]
 
 
 @dataclass(frozen=True)
@@ -44,10 +64,13 @@ class RecordEncoder:
         self.id_field = schema.id_field
         fills = dict(zip([s.name for s in schema.numeric], compiled.fill.tolist()))
         self._fields: list[tuple[str, Converter]] = []
+        self._columns: list[tuple[str, ColumnConverter]] = []
         for name in compiled.feature_order:
             spec = schema.by_name[name]
             converter = _number(spec, fills[name]) if spec.is_numeric else _category(spec)
             self._fields.append((name, converter))
+            column = _numbers(spec, fills[name], converter) if spec.is_numeric else _categories(spec, converter)
+            self._columns.append((name, column))
 
     def encode(self, record: dict[str, Any]) -> EncodedRecord | None:
         """The feature row of a record the validator would surely accept, else None."""
@@ -62,6 +85,29 @@ class RecordEncoder:
             values.append(value)
         return EncodedRecord(np.array([values], dtype=np.float64), customer_id)
 
+    def encode_batch(self, columns: Mapping[str, Any], n: int, text: bool = False) -> EncodedBatch | None:
+        """The matrix of a batch the validator would surely accept whole, else None.
+
+        `columns` holds each field's values in row order (a field may be absent), ids filled in:
+        lists of JSON values, or with `text` CSV cells as Arrow string arrays (an empty cell is
+        a missing value).
+        """
+        given_ids = columns.get(self.id_field)
+        ids = _text_identifiers(given_ids) if text and given_ids is not None else \
+            _identifiers([None] * n if given_ids is None else given_ids)
+        if ids is None:
+            return None
+        x = np.empty((n, len(self._columns)), dtype=np.float64)
+        for j, (name, convert) in enumerate(self._columns):
+            values = columns.get(name)
+            if values is None:  # an absent field is missing in every row
+                values = pa.nulls(n, pa.string()) if text else [None] * n
+            column = convert(values, text)
+            if column is None:
+                return None
+            x[:, j] = column
+        return EncodedBatch(x, ids)
+
 
 def _identifier(value: Any) -> Any:
     """A plain id as the validator would keep it; None when absent (the caller fills one)."""
@@ -75,6 +121,107 @@ def _identifier(value: Any) -> Any:
     if type(value) is int and -_INT64 <= value < _INT64:
         return str(value)
     return _DOUBT
+
+
+def _plain_id(value: str) -> bool:
+    # Printable ASCII at both ends: nothing the validator's Unicode trim could remove.
+    return bool(value) and "!" <= value[0] <= "~" and "!" <= value[-1] <= "~"
+
+
+def _identifiers(values: list[Any]) -> list[str] | None:
+    """Every id plain (see `_identifier`) and present, as strings; else None."""
+    if set(map(type, values)) == {str}:
+        return values if all(map(_plain_id, values)) else None
+    ids = [_identifier(v) for v in values]
+    return None if any(i is _DOUBT or i is None for i in ids) else ids
+
+
+def _text_identifiers(cells: pa.Array) -> list[str] | None:
+    """CSV ids, every one plain (see `_identifier`); else None."""
+    if cells.null_count or not pc.all(pc.match_substring_regex(cells, _PLAIN_ID)).as_py():
+        return None
+    return list(cells.to_numpy(zero_copy_only=False).tolist())
+
+
+def _numbers(spec: FeatureSpec, fill: float, one: Converter) -> ColumnConverter:
+    """A whole numeric column at once, with the same verdicts as `one` on each value."""
+    lo = -math.inf if spec.min is None else spec.min
+    hi = math.inf if spec.max is None else spec.max
+    integral = spec.type == "int"
+
+    def convert(values: Any, text: bool) -> np.ndarray | None:
+        if text:
+            return checked(_plain_numbers(values, spec.nullable))
+        kinds = set(map(type, values))
+        if kinds <= _JSON_NUMBERS:
+            try:
+                raw = np.array(values, dtype=np.float64)  # None -> NaN
+            except OverflowError:  # an int beyond any double
+                return None
+            if int in kinds and np.any(np.abs(raw) >= _EXACT_INT):
+                return None  # ints the validator's float cast would round
+        else:  # numbers as strings, booleans, ...: value by value
+            converted = [one(v) for v in values]
+            return None if any(v is _DOUBT for v in converted) else np.array(converted, dtype=np.float64)
+        return checked(raw)
+
+    def checked(raw: np.ndarray | None) -> np.ndarray | None:
+        """Numbers (NaN: missing) held to the field's rules, missing ones imputed; None if any fails."""
+        if raw is None:
+            return None
+        missing = np.isnan(raw)
+        has_missing = bool(missing.any())
+        if has_missing and not spec.nullable:
+            return None
+        given = raw[~missing] if has_missing else raw
+        if not np.all((given >= lo) & (given <= hi)) or np.isinf(given).any():
+            return None
+        if integral:
+            if np.any(np.floor(given) != given) or np.any(np.abs(given) > _EXACT_INT):
+                return None
+            raw = raw + 0.0  # the validator keeps ints as int64: -0.0 becomes 0
+        if has_missing:
+            raw[missing] = fill
+        return raw
+
+    return convert
+
+
+def _plain_numbers(cells: pa.Array, nullable: bool) -> np.ndarray | None:
+    """CSV cells that are all plain numbers (or empty or absent, if the field may be missing) as floats.
+
+    Arrow matches (RE2) and parses them: the validator parses with the same cast.
+    """
+    if nullable:
+        cells = pc.if_else(pc.equal(cells, ""), pa.scalar(None, pa.string()), cells)
+    elif cells.null_count:
+        return None
+    plain = pc.match_substring_regex(cells, _PLAIN_CELL)
+    if not pc.all(pc.fill_null(plain, True)).as_py():
+        return None
+    return np.asarray(cells.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _categories(spec: FeatureSpec, one: Converter) -> ColumnConverter:
+    """A whole category column at once: exact names take a dict lookup each, anything else `one`."""
+    codes = {value: float(i) for i, value in enumerate(spec.values)}
+    allowed = pa.array(spec.values, pa.string())
+
+    def convert(values: Any, text: bool) -> np.ndarray | None:
+        if text:  # exact names only; an empty cell is left to the validator, an absent field is missing
+            index = pc.index_in(values, value_set=allowed)
+            if index.null_count != values.null_count or (values.null_count and not spec.nullable):
+                return None
+            return np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.float64)  # null -> NaN
+        if set(map(type, values)) == {str}:
+            try:
+                return np.fromiter(map(codes.__getitem__, values), dtype=np.float64, count=len(values))
+            except KeyError:  # another case, spaces, unknown: the validator decides
+                return None
+        converted = [one(v) for v in values]
+        return None if any(v is _DOUBT for v in converted) else np.array(converted, dtype=np.float64)
+
+    return convert
 
 
 def _number(spec: FeatureSpec, fill: float) -> Converter:

@@ -11,6 +11,7 @@ through it.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from urllib.parse import urlparse
 from churn.errors import ConfigError
 
 PROJECT_MARKER = "dvc.yaml"  # beside lib/ in a checkout of this project
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 
 # name in the environment -> Settings attribute
 ENV = {
@@ -47,6 +49,7 @@ ENV = {
     "LOG_FORMAT": "log_format",
     "SAGEMAKER_BASE_DIR": "sagemaker_base_dir",
     "SAGEMAKER_BIND_TO_PORT": "port",
+    "CHURN_BIND_ADDRESS": "bind_address",
     "SAGEMAKER_MODEL_SERVER_WORKERS": "workers",
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": "timeout",
     "MODEL_POLL_SECONDS": "model_poll_seconds",
@@ -83,6 +86,7 @@ class Settings:
     log_format: str = "auto"
     sagemaker_base_dir: str = "/opt/ml"
     port: int = 8080
+    bind_address: str = "0.0.0.0"  # all interfaces, as containers need; 127.0.0.1 keeps a laptop's server private
     workers: int = 0  # 0: one per core
     timeout: int = 60
     model_poll_seconds: float = 30.0
@@ -124,6 +128,8 @@ class Settings:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} must be auto, json or text")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"SAGEMAKER_BIND_TO_PORT={self.port} is not a port")
+        if not _is_host(self.bind_address):
+            raise ConfigError(f"CHURN_BIND_ADDRESS={self.bind_address!r} must be an IP address or a host name")
         if self.timeout < 1:
             raise ConfigError(f"SAGEMAKER_MODEL_SERVER_TIMEOUT={self.timeout} must be >= 1")
         if self.workers < 0:
@@ -252,3 +258,12 @@ def project_root() -> Path | None:
     """The checkout this package runs from (an editable install), or None for an installed package."""
     root = Path(__file__).resolve().parents[2]
     return root if (root / PROJECT_MARKER).is_file() and (root / "lib" / "churn").is_dir() else None
+
+
+def _is_host(text: str) -> bool:
+    """An IPv4/IPv6 address or a DNS host name (what a server can bind to)."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(text)) and len(text) <= 253

@@ -44,7 +44,9 @@ class ServeProcess:
 
     @property
     def metrics_dir(self) -> Path:
-        return self.base / "prometheus"
+        """PROMETHEUS_MULTIPROC_DIR, or the directory the server made in its temp dir (TMPDIR=base)."""
+        made = sorted(self.base.glob(f"churn-prometheus-{self.process.pid}-*"))
+        return made[0] if made else self.base / "prometheus"
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=30, **kwargs)
@@ -87,7 +89,7 @@ class ServeProcess:
             except requests.RequestException:
                 ok = False
             pids = self.worker_pids()
-            loaded = [pid for pid in pids if (self.base / "prometheus" / f"gauge_livemax_{pid}.db").exists()]
+            loaded = [pid for pid in pids if (self.metrics_dir / f"gauge_livemax_{pid}.db").exists()]
             if ok and len(pids) == workers and len(loaded) == workers:
                 return
             time.sleep(0.1)
@@ -113,9 +115,12 @@ class ServeProcess:
 
 
 def start_serve(base: Path, model_dir: Path | None = None, workers: int = 2, **env: str) -> ServeProcess:
-    """`serve` with SAGEMAKER_BASE_DIR=base (holding a copy of `model_dir` as base/model, if given)."""
+    """`serve` with SAGEMAKER_BASE_DIR=base (holding a copy of `model_dir` as base/model, if given).
+
+    PROMETHEUS_MULTIPROC_DIR="" lets the server make its own metrics directory in TMPDIR (base).
+    """
     base.mkdir(parents=True, exist_ok=True)
-    if model_dir is not None:
+    if model_dir is not None and not (base / "model").exists():
         shutil.copytree(model_dir, base / "model")
     port = free_port()
     child_env = {
@@ -123,6 +128,7 @@ def start_serve(base: Path, model_dir: Path | None = None, workers: int = 2, **e
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "SAGEMAKER_BASE_DIR": str(base),
         "SAGEMAKER_BIND_TO_PORT": str(port),
+        "CHURN_BIND_ADDRESS": "127.0.0.1",  # test servers are never reachable from outside
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(base / "prometheus"),
         "MLFLOW_DISABLE_TELEMETRY": "true",

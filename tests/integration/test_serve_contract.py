@@ -1,35 +1,35 @@
-"""The real gunicorn server on the SageMaker contract: ping, every body and answer type, every refusal."""
+"""What only the real gunicorn server shows: workers, keep-alive, the buffering front and its refusals.
+
+The HTTP contract itself (bodies, answers, error bodies, 405 Allow, 413 on chunked bodies,
+reasons) is tested in process through `create_app` in tests/unit/test_serve_app.py.
+"""
 
 from __future__ import annotations
 
-import csv
 import http.client
-import io
 import json
-import os
+import socket
 import statistics
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-import yaml
 from serve_harness import RECORD, ServeProcess, start_serve
 
-from churn.adapters.model_format import LoadedModel
-from churn.model import to_frame
-from churn.validation import validate
-
+READ_TIMEOUT = 5  # SAGEMAKER_MODEL_SERVER_TIMEOUT of this module's server: a request must arrive within it
+PROBE_TIMEOUT = 2  # Kubernetes' probe timeout for /ping and /live (k8s/base/serving-deployment.yaml)
+STALLED = 200
 SIX_MIB = 6 * 1024 * 1024
-FEATURES = list(RECORD)
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """Two workers serving the test model from SAGEMAKER_BASE_DIR/model."""
-    process = start_serve(tmp_path_factory.mktemp("serve"), model_dir, workers=2)
+    process = start_serve(tmp_path_factory.mktemp("serve"), model_dir, workers=2,
+                          SAGEMAKER_MODEL_SERVER_TIMEOUT=str(READ_TIMEOUT))
     try:
         process.ready(workers=2)
         yield process
@@ -37,120 +37,29 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         process.stop()
 
 
-def expected(model: LoadedModel, records: list[dict[str, Any]]) -> np.ndarray:
-    schema = model.compiled.schema
-    clean = validate([{**r, "customer_id": str(i)} for i, r in enumerate(records)], schema).clean
-    return model.trained.predict_proba(to_frame(clean, schema))
+def raw_exchange(server: ServeProcess, data: bytes, timeout: float = 10) -> bytes:
+    """Send bytes, half-close, and read everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
-def assert_no_traceback(text: str) -> None:
-    assert "Traceback" not in text and "File \"" not in text
+def json_body(answer: bytes) -> dict[str, object]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), head
+    parsed: dict[str, object] = json.loads(body)
+    return parsed
 
 
-# -- readiness ----------------------------------------------------------------------------------
-
-
-def test_ping_is_503_until_the_model_loads_then_200_with_an_empty_body(model_dir: Path, tmp_path: Path) -> None:
-    staged = tmp_path / "incoming"
-    target = tmp_path / "model"
-    server = start_serve(tmp_path / "base", workers=1, CHURN_MODEL_URI=str(target), MODEL_POLL_SECONDS="0.2")
-    try:
-        server.listening()
-        before = server.get("/ping")
-        assert before.status_code == 503 and before.json()["error"] == "model_not_ready"
-        assert server.post("/invocations", RECORD).status_code == 503
-        assert server.get("/version").status_code == 503
-        import shutil
-
-        shutil.copytree(model_dir, staged)
-        os.rename(staged, target)  # appears whole, as a mounted model does
-        server.ready(timeout=60, workers=1)
-        started = time.monotonic()
-        after = server.get("/ping")
-        assert after.status_code == 200 and after.content == b""
-        assert time.monotonic() - started < 2
-    finally:
-        server.stop()
-
-
-def test_version_names_the_model(server: ServeProcess) -> None:
-    body = server.get("/version").json()
-    assert body["model_name"] == "churn" and body["model_version"] and "run_id" in body
-    assert server.get("/model").json()["model_version"] == body["model_version"]
-
-
-def test_openapi_description_is_served(server: ServeProcess) -> None:
-    spec = yaml.safe_load(server.get("/openapi.yaml").text)
-    assert {"/ping", "/invocations", "/predict", "/metrics"} <= set(spec["paths"])
-
-
-# -- bodies and answers ---------------------------------------------------------------------------
-
-
-def test_seed_request_gets_seed_answer_on_both_routes(server: ServeProcess, loaded_model: LoadedModel) -> None:
-    for route in ("/invocations", "/predict"):
-        response = server.post(route, RECORD)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["prediction"] in ("Churn", "No Churn")
-        assert body["probability"] == pytest.approx(expected(loaded_model, [RECORD])[0], abs=1e-9)
-        assert response.headers["X-Model-Version"]
-
-
-def csv_body(records: list[dict[str, Any]], header: bool) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    if header:
-        writer.writerow(FEATURES)
-    writer.writerows([[r[f] for f in FEATURES] for r in records])
-    return out.getvalue()
-
-
-RECORDS = [{**RECORD, "tenure": t, "contract": c}
-           for t, c in ((1, "Month-to-month"), (24, "One year"), (60, "Two year"))]
-ROWS = [[r[f] for f in FEATURES] for r in RECORDS]
-BODIES: dict[str, tuple[str, Any]] = {
-    "json list": ("application/json", RECORDS),
-    "json instances": ("application/json", {"instances": RECORDS}),
-    "json dataframe_records": ("application/json", {"dataframe_records": RECORDS}),
-    "json dataframe_split": ("application/json", {"dataframe_split": {"columns": FEATURES, "data": ROWS}}),
-    "csv with header": ("text/csv", csv_body(RECORDS, header=True)),
-    "csv without header": ("text/csv", csv_body(RECORDS, header=False)),
-    "json lines": ("application/jsonlines", "\n".join(json.dumps(r) for r in RECORDS)),
-}
-
-
-def parse_answer(response: Any) -> list[float]:
-    kind = response.headers["Content-Type"].split(";")[0]
-    if kind == "application/json":
-        return [p["probability"] for p in response.json()["predictions"]]
-    if kind == "text/csv":
-        return [float(r["probability"]) for r in csv.DictReader(io.StringIO(response.text))]
-    assert kind == "application/jsonlines"
-    return [json.loads(line)["probability"] for line in response.text.splitlines()]
-
-
-@pytest.mark.parametrize("accept", ["application/json", "text/csv", "application/jsonlines"])
-@pytest.mark.parametrize("shape", list(BODIES))
-def test_every_body_type_answers_in_every_accept_type(server: ServeProcess, loaded_model: LoadedModel,
-                                                      shape: str, accept: str) -> None:
-    content_type, body = BODIES[shape]
-    response = server.post("/invocations", body, content_type, headers={"Accept": accept})
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"].split(";")[0] == accept
-    np.testing.assert_allclose(parse_answer(response), expected(loaded_model, RECORDS), atol=1e-9, rtol=0)
-
-
-@pytest.mark.parametrize("how", ["query", "header", "sagemaker"])
-def test_reasons_are_given_when_asked(server: ServeProcess, how: str) -> None:
-    options: dict[str, Any] = {
-        "query": {"params": {"reasons": "2"}},
-        "header": {"headers": {"X-Churn-Reasons": "2"}},
-        "sagemaker": {"headers": {"X-Amzn-SageMaker-Custom-Attributes": "trace=1,reasons=2"}},
-    }[how]
-    reasons = server.post("/invocations", RECORD, **options).json()["reasons"]
-    assert [set(r) for r in reasons] == [{"feature", "value", "contribution"}] * 2
-    assert "reasons" not in server.post("/invocations", RECORD).json()
+def test_the_server_listens_on_the_configured_address_only(server: ServeProcess) -> None:
+    """CHURN_BIND_ADDRESS=127.0.0.1 (the harness sets it): not on every interface, as 0.0.0.0 would."""
+    listening = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    ours = [fields[1] for fields in listening if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == server.port]
+    assert ours == [f"0100007F:{server.port:04X}"], ours
 
 
 def test_keep_alive_connections_stay_open_and_do_not_stall(server: ServeProcess) -> None:
@@ -171,51 +80,68 @@ def test_keep_alive_connections_stay_open_and_do_not_stall(server: ServeProcess)
     assert statistics.median(latencies) < 0.02, f"keep-alive median {statistics.median(latencies) * 1000:.1f} ms"
 
 
-# -- refusals ---------------------------------------------------------------------------------------
+def test_pipelined_requests_are_answered_in_order(server: ServeProcess) -> None:
+    body = json.dumps(RECORD).encode()
+    one = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    answer = raw_exchange(server, one + b"GET /live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200") == 2 and answer.index(b"prediction") < answer.index(b'"live"')
 
 
-def test_an_invalid_record_is_400_naming_row_and_field(server: ServeProcess) -> None:
-    response = server.post("/invocations", [RECORD, {**RECORD, "payment_method": "Cash"}])
-    assert response.status_code == 400
-    body = response.json()
-    assert (body["error"], body["row"], body["field"], body["reason"]) == (
-        "invalid_record", 1, "payment_method", "unknown_category")
+def test_stalled_clients_starve_neither_ping_nor_invocations_and_get_408(server: ServeProcess) -> None:
+    """Slowloris: 200 connections that send part of a chunked body and stop, held while we probe."""
+    stalled = []
+    try:
+        for _ in range(STALLED):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n5\r\n[{\"te")
+            stalled.append(sock)
+        started = time.monotonic()
+        for _ in range(20):
+            assert requests_get(server, "/ping") == 200
+            assert requests_get(server, "/live") == 200
+        scored = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PROBE_TIMEOUT)
+        scored.request("POST", "/invocations", body=json.dumps(RECORD), headers={"Content-Type": "application/json"})
+        assert scored.getresponse().status == 200
+        assert time.monotonic() - started < READ_TIMEOUT, "probing outlasted the stall: the test proved nothing"
+        for sock in stalled:  # still held: nothing was answered to them while we probed
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
+            sock.setblocking(True)
+        answers = [sock.recv(65536) for sock in stalled[:5]]  # the read deadline answers them
+        for answer in answers:
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+            assert json_body(answer)["error"] == "request_timeout"
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
-@pytest.mark.parametrize("body, content_type, status, code", [
-    (b"{not json", "application/json", 400, "invalid_input"),
-    (b"[]", "application/json", 400, "invalid_input"),
-    (b'{"tenure": NaN}', "application/json", 400, "invalid_input"),
-    (b'{"tenure": Infinity}', "application/json", 400, "invalid_record"),
-    (b"a,b,c\n", "text/csv", 400, "invalid_input"),
-    (b"x=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
-    (b"<xml/>", "application/xml", 415, "unsupported_media_type"),
-])
-def test_bad_requests_get_json_errors_not_tracebacks(server: ServeProcess, body: bytes, content_type: str,
-                                                    status: int, code: str) -> None:
-    response = server.post("/invocations", body, content_type)
-    assert response.status_code == status
-    assert response.json()["error"] == code and response.json()["message"]
-    assert_no_traceback(response.text)
+def requests_get(server: ServeProcess, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=PROBE_TIMEOUT)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
 
 
-def test_unacceptable_accept_is_406(server: ServeProcess) -> None:
-    response = server.post("/invocations", RECORD, headers={"Accept": "text/html"})
-    assert response.status_code == 406 and response.json()["error"] == "not_acceptable"
-
-
-def test_too_many_rows_is_413(server: ServeProcess) -> None:
-    response = server.post("/invocations", [RECORD] * 10_001)
-    assert response.status_code == 413 and response.json()["error"] == "too_many_rows"
-
-
-def test_a_body_over_6_mib_is_413_by_content_length(server: ServeProcess) -> None:
-    response = server.post("/invocations", b" " * (SIX_MIB + 1))
-    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
+def test_a_7_mb_body_through_urllib_reads_the_413_not_a_broken_pipe(server: ServeProcess) -> None:
+    request = urllib.request.Request(server.url + "/invocations", data=b" " * (7 * 1024 * 1024),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 413
+    body = json.loads(refused.value.read())
+    assert body["error"] == "payload_too_large" and body["limit"] == SIX_MIB
     assert server.post("/invocations", RECORD).status_code == 200
 
 
-def test_a_chunked_body_over_6_mib_is_413_while_reading(server: ServeProcess) -> None:
+def test_a_chunked_body_over_6_mib_is_413_json(server: ServeProcess) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(7):
             yield b" " * (1024 * 1024)
@@ -224,20 +150,59 @@ def test_a_chunked_body_over_6_mib_is_413_while_reading(server: ServeProcess) ->
     assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
 
 
-def test_a_body_of_exactly_6_mib_is_read(server: ServeProcess) -> None:
+def test_a_body_of_exactly_6_mib_passes_the_front(server: ServeProcess) -> None:
     body = json.dumps(RECORD).encode()
-    padded = body + b" " * (SIX_MIB - len(body))
-    assert server.post("/invocations", padded).status_code == 200
+    assert server.post("/invocations", body + b" " * (SIX_MIB - len(body))).status_code == 200
 
 
-def test_unknown_routes_and_methods_answer_json(server: ServeProcess) -> None:
-    missing = server.get("/nowhere")
-    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
-    wrong = server.get("/invocations")
-    assert wrong.status_code == 405 and "POST" in wrong.headers["Allow"]
+def test_expect_100_continue_is_answered_before_the_body_is_sent(server: ServeProcess) -> None:
+    body = json.dumps(RECORD).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 100" not in answer
+
+
+def test_a_body_refused_by_its_declared_length_is_not_awaited_after_100_continue(server: ServeProcess) -> None:
+    answer = raw_exchange(server, b"POST /invocations HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                  b"Content-Length: 7340032\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413") and json_body(answer)["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("raw, status, error", [
+    (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    (b"GET /ping HTTP/9.9\r\n\r\n", 400, "bad_request"),
+    (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+    (b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", 431, "request_header_fields_too_large"),
+    (b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * 9_000 + b"\r\n\r\n", 431, "request_header_fields_too_large"),
+    (b"POST /invocations HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "bad_request"),
+    (b"POST /invocations HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "bad_request"),
+    (b"POST /invocations HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, "not_implemented"),
+    (b"GET /ping HTTP/1.1\r\nExpect: something\r\n\r\n", 417, "expectation_failed"),
+])
+def test_protocol_errors_are_json_like_every_other_answer(server: ServeProcess, raw: bytes, status: int,
+                                                          error: str) -> None:
+    answer = raw_exchange(server, raw)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+    assert json_body(answer)["error"] == error
+
+
+def test_refusals_before_the_app_are_counted_in_the_request_metrics(server: ServeProcess) -> None:
+    def refused() -> float:
+        lines = server.get("/metrics").text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                   if line.startswith("churn_http_requests_total{") and 'route="other"' in line
+                   and 'status="414"' in line)
+
+    before = refused()
+    raw_exchange(server, b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n")
+    assert refused() == before + 1
 
 
 def test_the_master_stays_single_threaded_so_forking_workers_is_safe(server: ServeProcess) -> None:
-    """pyarrow's jemalloc thread in a forking master deadlocked a worker once: the master must not import it."""
+    """The master imports the whole stack (preload) and must still fork from one thread."""
     threads = list(Path(f"/proc/{server.process.pid}/task").iterdir())
     assert len(threads) == 1, [t.joinpath("comm").read_text().strip() for t in threads]

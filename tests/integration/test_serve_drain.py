@@ -1,4 +1,7 @@
-"""SIGTERM: requests in flight are answered, new connections are refused, the server exits 0 promptly."""
+"""SIGTERM: requests in flight are answered, new connections are refused, the server exits 0 promptly.
+
+And nothing is left in the temp directory: ours goes at exit, a SIGKILLed server's at the next start.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import http.client
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,10 +36,22 @@ def read_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+def dead_pid() -> int:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    return int(finished.stdout)
+
+
 def test_sigterm_answers_the_request_in_flight_then_exits_cleanly(model_dir: Path, tmp_path: Path) -> None:
-    server = start_serve(tmp_path, model_dir, workers=2)
+    # What a SIGKILLed server leaves in the temp dir (TMPDIR=tmp_path): its pid-named metrics directory.
+    killed = tmp_path / f"churn-prometheus-{dead_pid()}-x1y2"
+    killed.mkdir()
+    (killed / "counter_1.db").write_bytes(b"\0" * 64)
+    server = start_serve(tmp_path, model_dir, workers=2, PROMETHEUS_MULTIPROC_DIR="")
     try:
         server.ready(workers=2)
+        made = sorted(tmp_path.glob("churn-prometheus-*"))
+        assert made == [server.metrics_dir] and killed not in made, "the dead server's directory stayed"
         # An idle keep-alive client must not hold the shutdown up (gunicorn's own drain waited 60 s).
         idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         idle.request("GET", "/ping")
@@ -65,5 +82,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits_cleanly(model_dir: Pat
             refused = True
         assert refused, "the port still accepts connections after shutdown"
         idle.close()
+        assert not list(tmp_path.glob("churn-prometheus-*")), "the metrics directory was left in the temp dir"
     finally:
         server.stop()
+

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -227,3 +228,97 @@ def test_single_row_margins_equal_booster_predict_bit_for_bit(loaded_model: Load
     expected = compiled.margin(x)
     got = np.array([scorer(loaded_model).margin(np.ascontiguousarray(x[i:i + 1])) for i in range(x.shape[0])])
     np.testing.assert_array_equal(got, expected)
+
+
+# -- batches: column by column, the same verdicts and values --------------------------------------
+
+
+def validator_batch(model: LoadedModel, records: list[dict[str, Any]]) -> tuple[np.ndarray, list[str]] | None:
+    """The validator's verdict on a batch: its matrix and ids if it accepts every record, else None."""
+    schema = model.compiled.schema
+    try:
+        result = validate(records, schema)
+    except Exception:
+        return None
+    if result.rejected.num_rows:
+        return None
+    return model.compiled.matrix(result.clean), [str(v) for v in result.clean.column(schema.id_field).to_pylist()]
+
+
+def with_ids(records: list[dict[str, Any]], id_field: str) -> list[dict[str, Any]]:
+    """Ids as the HTTP parser leaves them: a missing one is the row number."""
+    return [{**r, id_field: str(i)} if r.get(id_field) is None else r for i, r in enumerate(records)]
+
+
+def json_columns(records: list[dict[str, Any]], schema: Schema) -> dict[str, list[Any]]:
+    return {name: [r.get(name) for r in records] for name in [schema.id_field, *schema.feature_names]}
+
+
+@given(data=st.data())
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_batch_takes_the_fast_path_only_if_the_validator_accepts_it_with_the_same_values(
+    loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema, data: st.DataObject
+) -> None:
+    mostly_clean = clean_records(schema) | hostile_records(schema)
+    records = with_ids(data.draw(st.lists(mostly_clean, min_size=1, max_size=8)), schema.id_field)
+    batch = encoder.encode_batch(json_columns(records, schema), len(records))
+    if batch is None:
+        return
+    verdict = validator_batch(loaded_model, records)
+    assert verdict is not None, f"fast path accepted a batch the validator rejects: {records}"
+    np.testing.assert_array_equal(batch.x, verdict[0])
+    assert batch.ids == verdict[1]
+
+
+def csv_cell(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else repr(value) if isinstance(value, float) \
+        else str(value)
+
+
+@given(data=st.data())
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_csv_cells_take_the_fast_path_only_if_the_validator_accepts_them_with_the_same_values(
+    loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema, data: st.DataObject
+) -> None:
+    text = st.one_of(st.sampled_from(["", " ", "1", "-0", "+5", "5.", ".5", "1e3", "1e400", "0x1", "nan", "١",
+                                      "Yes", " No", "DSL", "dsl", "2.5", "12 ", "3,5"]),
+                     st.text(max_size=6), st.from_regex(r"[+-]?[0-9]{0,3}(\.[0-9]{0,2})?([eE][+-]?[0-9])?",
+                                                        fullmatch=True))
+    records = data.draw(st.lists(clean_records(schema), min_size=1, max_size=6))
+    columns = {name: [csv_cell(r.get(name)) for r in records] for name in schema.feature_names}
+    for name in data.draw(st.lists(st.sampled_from(schema.feature_names), max_size=3, unique=True)):
+        columns[name][data.draw(st.integers(0, len(records) - 1))] = data.draw(text)
+    columns[schema.id_field] = [f"C{i}" for i in range(len(records))]
+    table = pa.table({name: pa.array(cells, pa.string()) for name, cells in columns.items()})
+    batch = encoder.encode_batch({name: table.column(name).combine_chunks() for name in columns}, len(records),
+                                 text=True)
+    if batch is None:
+        return
+    result = validate(table, schema)
+    assert result.rejected.num_rows == 0, f"fast path accepted CSV the validator rejects: {columns}"
+    np.testing.assert_array_equal(batch.x, loaded_model.compiled.matrix(result.clean))
+
+
+def test_plain_batches_take_the_fast_path(encoder: RecordEncoder, schema: Schema) -> None:
+    records = [{**typical(schema), schema.id_field: f"C{i}"} for i in range(5)]
+    records[1]["tenure"] = 7.0  # an integral float
+    records[2]["total_charges"] = None  # nullable
+    assert encoder.encode_batch(json_columns(records, schema), 5) is not None
+    cells = {name: pa.array([csv_cell(r[name]) for r in records], pa.string())
+             for name in [schema.id_field, *schema.feature_names]}
+    assert encoder.encode_batch(cells, 5, text=True) is not None
+
+
+@pytest.mark.parametrize("field, value", [("contract", " one year "), ("tenure", True), ("tenure", 2.5),
+                                          ("tenure", None), ("total_charges", 2**53 + 1), ("customer_id", " p ")])
+def test_one_doubtful_value_sends_the_whole_batch_to_the_validator(encoder: RecordEncoder, schema: Schema,
+                                                                   field: str, value: Any) -> None:
+    records = [{**typical(schema), schema.id_field: f"C{i}"} for i in range(4)]
+    records[2][field] = value
+    assert encoder.encode_batch(json_columns(records, schema), 4) is None
+
+
+def test_a_long_number_like_string_is_judged_in_linear_time(encoder: RecordEncoder, schema: Schema) -> None:
+    """`[0-9]+\\.?[0-9]*` backtracked quadratically: 100,000 digits and an x took minutes."""
+    record = {**typical(schema), "monthly_charges": "1" * 100_000 + "x"}
+    assert encoder.encode(record) is None

@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from churn import answers
 from churn.adapters.model_format import LoadedModel
 from churn.errors import (
     ChurnError,
@@ -165,6 +168,9 @@ def test_csv_answer_has_a_header_and_one_row_per_record(model: ServingModel, opt
     ("text/csv;q=0.5, application/jsonlines", "application/jsonlines"),
     ("text/html, text/csv", "text/csv"),
     ("application/json; charset=utf-8", "application/json"),
+    ("*/*, text/csv", "text/csv"),  # the more specific type wins at equal quality
+    ("application/x-ndjson", "application/jsonlines"),
+    ("TEXT/CSV", "text/csv"),
 ])
 def test_accept_chooses_the_answer_type(model: ServingModel, options: ServingOptions, accept: str | None,
                                         expected: str) -> None:
@@ -314,3 +320,99 @@ def test_an_integer_too_big_for_a_double_is_bad_input_not_a_crash(model: Serving
     err = refusal(model, options, {**RECORD, "total_charges": 2**53 + 1})
     assert mapping_for(err).http_status == 400
     assert "total_charges" in str(err.to_dict())
+
+
+# -- answer bodies: written as text, the same bytes as encoding the objects -------------------------
+
+
+def reference_body(scores: answers.Scores, fmt: str, single: bool) -> bytes:
+    """The answer as json.dumps and csv.writer write the answer objects (the obvious, slower way)."""
+    items = answers.records(scores)
+    if fmt == "json":
+        return json.dumps(items[0] if single else {"predictions": items}, separators=(",", ":")).encode()
+    if fmt == "jsonlines":
+        return "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items).encode()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    with_ids = bool(scores.given_ids.any())
+    writer.writerow((["customer_id"] if with_ids else []) + ["prediction", "probability", "risk_band"])
+    for item in items:
+        writer.writerow(([item.get("customer_id", "")] if with_ids else [])
+                        + [item["prediction"], repr(item["probability"]), item["risk_band"]])
+    return out.getvalue().encode()
+
+
+@st.composite
+def scores(draw: st.DrawFn) -> answers.Scores:
+    n = draw(st.integers(1, 6))
+    probability = np.array(draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)))
+    names = draw(st.sampled_from([["high", "medium", "low"], ["very, high", 'say "hi"', "ok"], ["é", "\u2028", "x"]]))
+    return answers.Scores(
+        probability=probability,
+        churn=np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))),
+        band=np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))),
+        band_names=names,
+        ids=draw(st.lists(st.text(max_size=8) | st.sampled_from(["C-1", 'a"b', "x,y", "l\nm", "ü"]),
+                          min_size=n, max_size=n)),
+        given_ids=np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))),
+    )
+
+
+@given(scores=scores(), fmt=st.sampled_from(["json", "csv", "jsonlines"]), single=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_answers_are_the_bytes_json_dumps_and_csv_writer_give(scores: answers.Scores, fmt: Any, single: bool) -> None:
+    single = single and fmt == "json" and scores.probability.size == 1
+    assert answers.render(scores, fmt, single) == reference_body(scores, fmt, single)
+
+
+def test_a_batch_and_its_records_one_by_one_get_the_same_answers(model: ServingModel, options: ServingOptions) -> None:
+    """The batch fast path and the single-record fast path agree (and with the Pipeline)."""
+    records = [{**RECORD, "tenure": t, "contract": c, "total_charges": None if t % 2 else 100.0 * t}
+               for t in range(0, 70, 7) for c in ("Month-to-month", "One year", "Two year")]
+    batch, _ = call(model, options, records)
+    one_by_one = [call(model, options, record)[0] for record in records]
+    assert batch["predictions"] == one_by_one
+    got = [item["probability"] for item in one_by_one]
+    np.testing.assert_allclose(got, reference(model, records), atol=1e-9, rtol=0)
+
+
+JSON_DOCUMENTS = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of equal types all the way down (1 and 1.0 and True differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b or (isinstance(a, float) and repr(a) == repr(b))
+
+
+@given(document=JSON_DOCUMENTS, ascii_only=st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_json_bodies_read_exactly_as_the_json_module_reads_them(document: Any, ascii_only: bool) -> None:
+    from churn.payloads import load_json
+
+    body = json.dumps(document, ensure_ascii=ascii_only).encode()
+    assert same(load_json(body), json.loads(body))
+
+
+@pytest.mark.parametrize("body", [b"[1e400]", b"[Infinity]", b'"\\ud800"', b"[18446744073709551616]",
+                                  b"[-9223372036854775809]", b"\xef\xbb\xbf{}", b'{"a":1,"a":2}'])
+def test_bodies_the_quick_reader_refuses_or_misreads_get_the_json_modules_answer(body: bytes) -> None:
+    from churn.errors import InvalidInput
+    from churn.payloads import load_json
+
+    try:
+        expected: Any = json.loads(body)
+    except ValueError:
+        with pytest.raises(InvalidInput):
+            load_json(body)
+        return
+    assert same(load_json(body), expected)
