@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -18,8 +20,8 @@ from services.process import (
     child_env,
     find_binary,
     free_ports,
-    http_ok,
     launch,
+    http_ok,
     prepare,
     wait_ready,
 )
@@ -66,20 +68,50 @@ class PrometheusServer(Server):
             time.sleep(0.25)
 
 
-def start_pushgateway(data_dir: Path, timeout: float = 30.0) -> PushgatewayServer:
-    """Prometheus Pushgateway keeping metrics in memory only."""
+def start_pushgateway(
+    data_dir: Path, timeout: float = 30.0, basic_auth: tuple[str, str] | None = None
+) -> PushgatewayServer:
+    """Prometheus Pushgateway keeping metrics in memory only; with `basic_auth` (user, password)
+    every endpoint asks for those credentials (its --web.config.file, bcrypt-hashed)."""
     data_dir = prepare(data_dir)
     binary = find_binary("pushgateway")
     (port,) = free_ports(1)
     # Debian's build defaults --persistence.file to /var/lib/prometheus: turn it off.
     argv = [binary, f"--web.listen-address={HOST}:{port}", "--persistence.file="]
+    ready = urllib.request.Request(f"http://{HOST}:{port}/-/ready")
+    if basic_auth is not None:
+        user, password = basic_auth
+        config = data_dir / "web-config.yml"
+        config.write_text(f"basic_auth_users:\n  {json.dumps(user)}: {json.dumps(_bcrypt(password))}\n")
+        argv.append(f"--web.config.file={config}")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        ready.add_header("Authorization", f"Basic {token}")
     process, log_path = launch("pushgateway", argv, data_dir, child_env(data_dir))
     server = PushgatewayServer(
         name="pushgateway", url=f"http://{HOST}:{port}", port=port,
         data_dir=data_dir, log_path=log_path, process=process,
     )
-    wait_ready(server, lambda: http_ok(f"{server.url}/-/ready"), timeout)
+    wait_ready(server, lambda: _answers(ready), timeout)
     return server
+
+
+def _bcrypt(password: str) -> str:
+    """A bcrypt hash (what the Prometheus web config wants) from the C library's crypt(3)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # crypt leaves the stdlib in 3.13; 3.11 is pinned
+        import crypt
+
+        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+
+
+def _answers(request: urllib.request.Request) -> bool:
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def prometheus_config(scrape_targets: Sequence[str]) -> str:

@@ -121,7 +121,7 @@ class RiskTables:
                 checking._ensure(uri, schema, legacy if uri == self.uri else None)
         except UnavailableService as err:
             raise UnavailableService(
-                f"risk table {self.uri}: no answer from the object store within {time.monotonic() - started:.0f} s "
+                f"risk table {self.uri}: the object store failed to answer within {time.monotonic() - started:.0f} s "
                 f"(start-up check bounded at {deadline:.0f} s, {self.options.get('timeout', '?')} per request; check "
                 f"AWS_ENDPOINT_URL_S3 and the network): {err.message}"
             ) from err

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from urllib.parse import unquote, urlsplit
+
 from prometheus_client import CollectorRegistry, pushadd_to_gateway, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
 log = logging.getLogger(__name__)
 JOB = "churn_scoring"
@@ -162,7 +165,7 @@ class MetricsSink:
             raise ValueError("MetricsSink needs a Pushgateway URL or a textfile path")
         self.shard = shard
         self.environment = environment
-        self.gateway = gateway
+        self.gateway, self._handler = _split_credentials(gateway) if gateway else (None, default_handler)
         self.textfile = Path(textfile) if textfile else None
         self.timeout = timeout
 
@@ -190,6 +193,7 @@ class MetricsSink:
                     registry=registry,
                     grouping_key=self.grouping_key,
                     timeout=self.timeout,
+                    handler=self._handler,
                 )
             else:
                 assert self.textfile is not None
@@ -211,6 +215,24 @@ class MetricsSink:
                 },
             )
             return False
+
+
+def _split_credentials(url: str) -> tuple[str, Any]:
+    """The URL without user:password, and the push handler that sends them as HTTP basic auth.
+
+    urllib cannot open a URL with credentials in it (it reads them as part of the host), so a
+    protected Pushgateway given as http://user:password@host must get them as a header.
+    """
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, default_handler
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Any:
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    return bare, handler
 
 
 def describe(run: RunMetrics) -> dict[str, Any]:
