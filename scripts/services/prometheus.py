@@ -20,8 +20,8 @@ from services.process import (
     child_env,
     find_binary,
     free_ports,
-    launch,
     http_ok,
+    launch,
     prepare,
     wait_ready,
 )

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
 from urllib.parse import unquote, urlsplit
 
 from prometheus_client import CollectorRegistry, pushadd_to_gateway, write_to_textfile
