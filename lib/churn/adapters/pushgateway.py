@@ -164,7 +164,10 @@ class MetricsSink:
             raise ValueError("MetricsSink needs a Pushgateway URL or a textfile path")
         self.shard = shard
         self.environment = environment
-        self.gateway, self._handler = _split_credentials(gateway) if gateway else (None, default_handler)
+        self.gateway: str | None = None
+        self._handler: Any = default_handler
+        if gateway:
+            self.gateway, self._handler = _split_credentials(gateway)
         self.textfile = Path(textfile) if textfile else None
         self.timeout = timeout
 
