@@ -99,7 +99,11 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.captureWarnings(True)  # library warnings pass the same filter instead of going raw to stderr
+    # Library warnings pass the same filter instead of going raw to stderr. Off first: a
+    # warnings.catch_warnings block that ended since an earlier call restored the original
+    # hook while logging still believes its own is installed, so a bare True is a no-op.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
     for noisy in ("urllib3", "botocore", "pymongo", "alembic", "mlflow", "git", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # A retry is not news: the one-line error after the last attempt is.

@@ -44,3 +44,23 @@ def test_a_password_in_a_message_an_argument_an_extra_or_a_traceback_is_redacted
     if fmt == "json":
         lines = [json.loads(line) for line in out.out.splitlines()]
         assert lines[2]["count"] == 3 and lines[2]["nested"] == {"uris": ["http://ops:***@mlflow:5000"]}
+
+
+def test_warnings_reach_the_log_after_an_earlier_configure_inside_catch_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        with warnings.catch_warnings():
+            logs.configure("json")
+        logs.configure("json")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("second configure still captures", UserWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    out = capsys.readouterr()
+    assert '"msg":' in out.out and "second configure still captures" in out.out
