@@ -10,7 +10,9 @@ Prints, on the same rows (each the best of --repeat runs: the machine is shared)
 - the whole `score` process from outside against a fresh Python process that reads the same
   Parquet with pyarrow, codes the categories, calls Booster.predict and writes the
   probabilities to Parquet (issue 13: >= 0.8x reasons off, >= 0.5x reasons on), with each
-  process's start-up (imports, model load: the same commands on 10 customers) apart;
+  process's start-up (imports, model load, exit: the same commands on 10 customers) apart, wall
+  and CPU seconds; with --baseline-tree, another checkout's `score` in the same interleaved runs
+  (a before/after table from one run);
 - the peak RSS of the real `score` command at each size (separate processes, their own ru_maxrss).
 Without --model-dir a model is trained the way a user would: `churn data generate` then `churn train`.
 """
@@ -211,9 +213,11 @@ def manifest_publish(run: object, out: Path) -> int:
 
 
 def whole_process(
-    model_dir: Path, source: Path, out: Path, threads: int, reasons: bool, repeat: int
-) -> tuple[float, float]:
-    """(best wall seconds of `score` on `source`, of the minimal script on `source`)."""
+    model_dir: Path, source: Path, out: Path, threads: int, reasons: bool, repeat: int, baseline: Path | None = None
+) -> dict[str, tuple[float, float]]:
+    """Best (wall seconds, CPU seconds) of `score`, of the minimal script and, with `baseline`
+    (a checkout's packages, see `baseline_packages`), of that checkout's `score`, on `source`;
+    the runs interleaved so each command sees the same neighbours."""
     import shutil
 
     from churn.adapters import model_format
@@ -226,20 +230,47 @@ def whole_process(
         (s.name, list(s.values)) for s in compiled.schema.categorical
     ]
     env = {**os.environ, "CHURN_THREADS": str(threads), "LOG_FORMAT": "json"}
-    score = [
-        str(BIN / "score"), "--source", str(source), "--model-uri", str(model_dir), "--risk-uri", str(out / "risk"),
+    flags = [
+        "--source", str(source), "--model-uri", str(model_dir), "--risk-uri", str(out / "risk"),
         "--run-date", "2024-01-31", "--no-mongo-sink", "--reasons" if reasons else "--no-reasons",
     ]
-    minimal = [sys.executable, "-c", MINIMAL, str(source), str(booster_path), str(out / "p.parquet"), repr(spec),
-               str(threads)]
-    best = [float("inf"), float("inf")]
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "score": ([str(BIN / "score"), *flags], env),
+        "minimal": (
+            [sys.executable, "-c", MINIMAL, str(source), str(booster_path), str(out / "p.parquet"), repr(spec),
+             str(threads)],
+            env,
+        ),
+    }
+    if baseline is not None:
+        commands["before"] = (
+            [sys.executable, "-c", "from churn_jobs.score import main; main()", *flags],
+            {**env, "PYTHONPATH": str(baseline)},
+        )
+    best = {name: (float("inf"), float("inf")) for name in commands}
     for _ in range(repeat):
-        for i, argv in enumerate((score, minimal)):
+        for name, (argv, environment) in commands.items():
             shutil.rmtree(out / "risk", ignore_errors=True)
             started = time.perf_counter()
-            subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            best[i] = min(best[i], time.perf_counter() - started)
-    return best[0], best[1]
+            process = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(process.pid, 0)
+            if status != 0:
+                raise SystemExit(f"{name} failed on {source} (status {status})")
+            wall, cpu = time.perf_counter() - started, usage.ru_utime + usage.ru_stime
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return best
+
+
+def baseline_packages(tree: Path, work: Path) -> Path:
+    """A directory that puts another checkout's churn and churn_jobs first on PYTHONPATH."""
+    packages = work / "baseline-packages"
+    packages.mkdir(parents=True, exist_ok=True)
+    for name, where in (("churn", tree / "lib/churn"), ("churn_jobs", tree / "jobs"), ("churn_serve", tree / "serve")):
+        link = packages / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(where.resolve(), target_is_directory=True)
+    return packages
 
 
 def peak_rss(model_dir: Path, source: Path, out: Path, threads: int) -> tuple[float, float]:
@@ -275,6 +306,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="Timed runs of each measurement; the best counts.")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "churn-bench")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="Another checkout (e.g. `git archive main | tar -x -C /tmp/base`): its `score` runs beside this one's.",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -315,16 +352,26 @@ def main() -> None:
         )
 
     tiny = customers(args.work, 10)
+    baseline = baseline_packages(args.baseline_tree, args.work) if args.baseline_tree else None
     for label, reasons in (("reasons off", False), ("reasons on", True)):
-        score_s, minimal_s = whole_process(model_dir, source, args.work / "process", args.threads, reasons, args.repeat)
-        start_score, start_minimal = whole_process(model_dir, tiny, args.work / "process", args.threads, reasons, 1)
+        work = args.work / "process"
+        runs = whole_process(model_dir, source, work, args.threads, reasons, args.repeat, baseline)
+        starts = whole_process(model_dir, tiny, work, args.threads, reasons, args.repeat, baseline)
+        (score_s, score_cpu), (minimal_s, minimal_cpu) = runs["score"], runs["minimal"]
         ratio = minimal_s / score_s
         verdict = "met" if ratio >= PROCESS_TARGETS[label] else "NOT met"
         print(
             f"{'score process, ' + label:<24} {score_s:6.1f} s vs minimal script {minimal_s:6.1f} s: "
-            f"ratio {ratio:.2f} (target >= {PROCESS_TARGETS[label]}: {verdict}); start-up (10 customers) "
-            f"{start_score:.1f} s vs {start_minimal:.1f} s"
+            f"ratio {ratio:.2f} (target >= {PROCESS_TARGETS[label]}: {verdict}); CPU {score_cpu:.1f} s vs "
+            f"{minimal_cpu:.1f} s (ratio {minimal_cpu / score_cpu:.2f}); start-up (10 customers) "
+            f"{starts['score'][0]:.1f} s vs {starts['minimal'][0]:.1f} s"
         )
+        if baseline is not None:
+            before_s, before_cpu = runs["before"]
+            print(
+                f"{'  before: ' + args.baseline_tree.name:<24} {before_s:6.1f} s: ratio {minimal_s / before_s:.2f}; "
+                f"CPU {before_cpu:.1f} s (ratio {minimal_cpu / before_cpu:.2f}); start-up {starts['before'][0]:.1f} s"
+            )
 
     sizes = [int(s) for s in args.rss_sizes.split(",") if s.strip()]
     peaks = {}

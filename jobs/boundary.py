@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -59,3 +62,31 @@ def fail(name: str, reason: str, code: int, failure_file: Path | None, exc: Base
         except OSError:
             log.warning("could not write failure file", extra={"path": str(failure_file)})
     sys.exit(code)
+
+
+def quick_exit(code: int | str | None) -> NoReturn:
+    """End the process as `sys.exit(code)` would, without the interpreter's teardown.
+
+    A job that is done gains nothing from Python freeing the objects of its thousands of
+    modules one by one (about a second here with LightGBM, scikit-learn and pyarrow loaded):
+    the exit handlers still run (log handlers flush, temporary directories go), the standard
+    streams are flushed, and the exit status is the one `sys.exit` gives. While a non-daemon
+    thread is still running this is a plain `sys.exit`, which waits for it.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if others:
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be written anyway
+            pass
+    os._exit(status & 0xFF)

@@ -28,7 +28,7 @@ from churn import logs, tempdirs
 from churn.errors import ConfigError, Interrupted, TooManyRejects
 from churn.params import Params, load_params
 from churn.settings import Settings
-from churn_jobs.boundary import run_job
+from churn_jobs.boundary import quick_exit, run_job
 
 log = logging.getLogger("churn.score")
 PROGRESS_SECONDS = 10.0
@@ -102,8 +102,13 @@ def _main(params_path: str | None, log_format: str | None, **flags: Any) -> None
 
 
 def main() -> None:
-    """The `score` console script: one Settings object, built here from the environment and flags."""
-    _main(prog_name="score")
+    """The `score` console script: one Settings object, built here from the environment and flags.
+    The process ends without the interpreter's teardown (see boundary.quick_exit)."""
+    try:
+        _main(prog_name="score")
+    except SystemExit as done:
+        quick_exit(done.code)
+    quick_exit(0)
 
 
 def _run(settings: Settings, flags: dict[str, Any]) -> None:

@@ -39,35 +39,41 @@ class FirstSeen:
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         h = hash_ids(ids)
-        # Within the chunk: the first position of each hash.
-        _, first_index, inverse = np.unique(h, return_index=True, return_inverse=True)
-        repeat = np.arange(n) != first_index[inverse]
-        kept_row = rows[first_index[inverse]]
+        # The chunk's distinct hashes, sorted, and where each first appears: looking those up in
+        # order walks the kept hashes once (unsorted lookups would jump around a large array).
+        distinct, first_index, inverse = np.unique(h, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        first = first_index[inverse]
+        repeat = np.arange(n) != first
+        kept_row = rows[first]
         # Against earlier chunks.
         earlier = np.zeros(n, dtype=bool)
+        seen_before = np.zeros(distinct.size, dtype=bool)
         where: np.ndarray | None = None
         if self._hashes.size:
-            at = np.minimum(np.searchsorted(self._hashes, h), self._hashes.size - 1)
-            earlier = self._hashes[at] == h
-            where = self._where[at]
-            if earlier.any():
+            at = np.minimum(np.searchsorted(self._hashes, distinct), self._hashes.size - 1)
+            seen_before = self._hashes[at] == distinct
+            if seen_before.any():
+                earlier = seen_before[inverse]
+                where = self._where[at][inverse]
                 hit = np.flatnonzero(earlier)
                 all_rows = np.concatenate(self._rows)
                 kept_row[hit] = all_rows[where[hit]]
         repeat |= earlier
         candidates = np.flatnonzero(repeat)
-        confirmed = candidates[self._same_ids(ids, candidates, earlier, first_index[inverse], where)]
-        # Remember the first sightings of this chunk's new ids.
-        new = np.sort(first_index[~earlier[first_index]])
-        if new.size:
-            positions = np.arange(self.count, self.count + new.size, dtype=np.int64)
-            hashes = np.concatenate([self._hashes, h[new]])
-            order = np.argsort(hashes, kind="stable")
-            self._hashes = hashes[order]
-            self._where = np.concatenate([self._where, positions])[order]
+        confirmed = candidates[self._same_ids(ids, candidates, earlier, first, where)]
+        # Remember the first sightings of this chunk's new ids, numbered in read order; their
+        # hashes (distinct, and none already kept) are merged into the sorted ones in one pass.
+        fresh = np.flatnonzero(~seen_before)
+        if fresh.size:
+            is_new = np.zeros(n, dtype=bool)
+            is_new[first_index[fresh]] = True
+            new = np.flatnonzero(is_new)
+            number = np.cumsum(is_new) - 1 + self.count  # read-order number of each first sighting
+            self._hashes, self._where = _merged(self._hashes, self._where, distinct[fresh], number[first_index[fresh]])
             self._ids.append(ids.take(pa.array(new)))
             self._rows.append(rows[new].astype(np.int64))
-            self.count += new.size
+            self.count += fresh.size
         return confirmed, kept_row[confirmed]
 
     def _same_ids(
@@ -90,3 +96,18 @@ class FirstSeen:
         else:
             other = from_chunk
         return np.asarray(pc.equal(mine, other).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _merged(
+    hashes: np.ndarray, where: np.ndarray, new_hashes: np.ndarray, new_where: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted `hashes` (and their `where`) with sorted `new_hashes`, none already present, merged
+    in one linear pass (no re-sort of what is kept)."""
+    into = np.searchsorted(hashes, new_hashes) + np.arange(new_hashes.size)
+    is_new = np.zeros(hashes.size + new_hashes.size, dtype=bool)
+    is_new[into] = True
+    merged_hashes = np.empty(is_new.size, dtype=hashes.dtype)
+    merged_where = np.empty(is_new.size, dtype=np.int64)
+    merged_hashes[into], merged_where[into] = new_hashes, new_where
+    merged_hashes[~is_new], merged_where[~is_new] = hashes, where
+    return merged_hashes, merged_where

@@ -12,6 +12,8 @@ fractional category codes) go to `pred_contrib`.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,7 +288,9 @@ def _groups(features: list[_Feature], units: list[_Unit], offsets: np.ndarray) -
 
 
 class TreeShap:
-    """Tables built once from a booster; `contributions(x)` equals `pred_contrib` row for row."""
+    """Tables built once from a booster; `contributions(x)` equals `pred_contrib` row for row.
+
+    `n_threads` threads share the blocks of rows of one call (and LightGBM's fallback)."""
 
     def __init__(self, booster: Booster, num_iteration: int = 0, n_threads: int = 2) -> None:
         dump = booster.dump_model(num_iteration=num_iteration if num_iteration > 0 else None)
@@ -324,13 +328,15 @@ class TreeShap:
             bins[:, j], ok = spec.bins(x[:, j])
             placed &= ok
         if placed.all():
-            for start in range(0, x.shape[0], _BLOCK_ROWS):
-                out[start : start + _BLOCK_ROWS, :-1] = self._sum(bins[start : start + _BLOCK_ROWS])
+            blocks: list[Any] = [slice(start, start + _BLOCK_ROWS) for start in range(0, x.shape[0], _BLOCK_ROWS)]
         else:
             good = np.flatnonzero(placed)
-            for start in range(0, good.size, _BLOCK_ROWS):
-                rows = good[start : start + _BLOCK_ROWS]
-                out[rows, :-1] = self._sum(bins[rows])
+            blocks = [good[start : start + _BLOCK_ROWS] for start in range(0, good.size, _BLOCK_ROWS)]
+
+        def fill(block: Any) -> None:
+            out[block, :-1] = self._sum(bins[block])
+
+        _each(fill, blocks, self.n_threads)
         out[:, -1] = self.bias
         rest = np.flatnonzero(~placed)
         if rest.size:
@@ -357,3 +363,30 @@ class TreeShap:
             shape=(n, self.table.shape[0]),
         )
         return np.asarray(picks @ self.table)
+
+
+def _each(work: Callable[[Any], None], items: Sequence[Any], n_threads: int) -> None:
+    """`work(item)` for every item, spread over up to `n_threads` threads: the lookups and the
+    sparse sum run in numpy and scipy without the GIL, so blocks of rows proceed in parallel."""
+    lanes = max(1, min(n_threads, len(items)))
+    if lanes == 1:
+        for item in items:
+            work(item)
+        return
+    errors: list[BaseException] = []
+
+    def lane(first: int) -> None:
+        try:
+            for item in items[first::lanes]:
+                work(item)
+        except BaseException as err:  # re-raised in the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=lane, args=(k,), name=f"churn-treeshap-{k}") for k in range(1, lanes)]
+    for thread in threads:
+        thread.start()
+    lane(0)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

@@ -183,6 +183,17 @@ def test_other_engines_read_exactly_the_committed_rows_from_the_log(tables: Risk
     assert ids_of(committed) == ["C1", "C2", "C3"]
 
 
+def test_each_commit_logs_min_max_of_the_columns_that_prune_and_decide_conflicts(tables: RiskTables) -> None:
+    publish(tables, rows(["C2", "C1", "C3"], 0.7, shard=1, count=2))
+
+    (add,) = pa.table(DeltaTable(tables.uri).get_add_actions(flatten=True)).to_pylist()
+
+    assert (add["min.customer_id"], add["max.customer_id"]) == ("C1", "C3")
+    assert (add["min.churn_probability"], add["max.churn_probability"]) == (0.7, 0.7)
+    assert (add["min.rank"], add["max.rank"], add["min.shard"], add["max.shard_count"]) == (1, 3, 1, 2)
+    assert add["null_count.customer_id"] == 0
+
+
 def test_a_table_with_another_schema_is_refused_naming_the_columns(tmp_path: Path) -> None:
     uri = str(tmp_path / "risk")
     write_deltalake(uri, pa.table({"customer_id": ["C1"], "score": [0.5], "run_date": [DAY]}))

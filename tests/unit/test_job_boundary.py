@@ -1,4 +1,4 @@
-"""The job boundary (churn_jobs.boundary.run_job): one line, the right exit code.
+"""The job boundary (churn_jobs.boundary.run_job): one line, the right exit code; quick_exit.
 
 An unwritable path (a read-only root filesystem, a directory owned by someone else) is
 configuration: exit 3 (Kubernetes' FailJob rule, no retries), naming the path and the
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -77,3 +80,36 @@ def test_a_missing_file_is_not_mistaken_for_a_read_only_one(caplog: pytest.LogCa
     _, message = _run(FileNotFoundError(errno.ENOENT, "No such file", "data/customers.parquet"), None, caplog)
 
     assert "FileNotFoundError" in message and "writable" not in message
+
+
+def _exit_with(code: str, before: str = "") -> subprocess.CompletedProcess[str]:
+    """A process that writes, registers an exit handler, maybe starts a thread, then quick_exit(code)."""
+    script = textwrap.dedent(
+        f"""
+        import atexit, sys
+        from churn_jobs.boundary import quick_exit
+        atexit.register(lambda: sys.stdout.write("handler ran\\n"))
+        sys.stdout.write("unflushed line\\n")
+        {before}
+        quick_exit({code})
+        """
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("code", "status"), [("0", 0), ("3", 3), ("None", 0), ("'one-line reason'", 1)])
+def test_quick_exit_keeps_the_exit_status_exit_handlers_and_buffered_output(code: str, status: int) -> None:
+    done = _exit_with(code)
+
+    assert done.returncode == status
+    assert done.stdout == "unflushed line\nhandler ran\n"
+    assert done.stderr == ("one-line reason\n" if status == 1 else "")
+
+
+def test_quick_exit_waits_for_a_running_non_daemon_thread_as_a_normal_exit_does() -> None:
+    late = "import threading, time; threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()"
+
+    done = _exit_with("3", before=late)
+
+    assert done.returncode == 3
+    assert "thread done" in done.stdout and "handler ran" in done.stdout

@@ -66,6 +66,18 @@ def test_rows_the_tables_cannot_place_fall_back_to_lightgbm(compiled: CompiledMo
     np.testing.assert_allclose(tables.contributions(odd), _lightgbm(compiled, odd), rtol=0, atol=1e-9)
 
 
+def test_blocks_of_rows_on_several_threads_give_the_one_thread_numbers_exactly(
+    compiled: CompiledModel, x: np.ndarray
+) -> None:
+    rows = np.concatenate([x] * (3 * 2048 // x.shape[0] + 1))[: 3 * 2048 + 5]  # four blocks, the last short
+    rows[7, 0] = np.nan  # one row for pred_contrib: the blocks are then index arrays, not slices
+    one = treeshap.TreeShap(compiled.booster, compiled.best_iteration, n_threads=1)
+    several = treeshap.TreeShap(compiled.booster, compiled.best_iteration, n_threads=3)
+
+    np.testing.assert_array_equal(several.contributions(rows), one.contributions(rows))
+    np.testing.assert_array_equal(several.contributions(rows[1:]), one.contributions(rows[1:]))
+
+
 def test_top_reasons_are_the_largest_absolute_contributions_with_their_sign(
     compiled: CompiledModel, x: np.ndarray
 ) -> None:
