@@ -12,8 +12,8 @@ fractional category codes) go to `pred_contrib`.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -373,20 +373,6 @@ def _each(work: Callable[[Any], None], items: Sequence[Any], n_threads: int) -> 
         for item in items:
             work(item)
         return
-    errors: list[BaseException] = []
-
-    def lane(first: int) -> None:
-        try:
-            for item in items[first::lanes]:
-                work(item)
-        except BaseException as err:  # re-raised in the caller
-            errors.append(err)
-
-    threads = [threading.Thread(target=lane, args=(k,), name=f"churn-treeshap-{k}") for k in range(1, lanes)]
-    for thread in threads:
-        thread.start()
-    lane(0)
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="churn-treeshap") as pool:
+        for _ in pool.map(work, items):  # consumed so that a block's error is raised here
+            pass
