@@ -52,15 +52,6 @@ RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
  && python -m pip --python /opt/venv/bin/python install --require-hashes --no-deps --no-compile \
         -r requirements.lock
 
-# The project itself (.dockerignore keeps tests, data, mlruns, caches and .git out),
-# without dependencies (all are above), then pip's consistency check of the whole set.
-COPY . .
-RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
-    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
- && python -m pip wheel --no-deps --wheel-dir /tmp/dist . \
- && python -m pip --python /opt/venv/bin/python install --no-deps --no-index --no-compile /tmp/dist/churn-*.whl \
- && python -m pip --python /opt/venv/bin/python check
-
 # Drop what a runtime never reads (sizes measured: docs/deployment.md "Image size"):
 #   - the test suites bundled inside numpy/pandas/scipy/sklearn/pyarrow/...
 #   - pyarrow's Arrow Flight libraries (nothing here speaks Flight; only pyarrow.flight
@@ -94,12 +85,26 @@ RUN find "${SITE}" -mindepth 2 -depth -type d -name tests -exec rm -rf {} + \
       [ctypes.CDLL(str(p)) for p in libs]; print(len(libs), 'stripped libraries load', flush=True); \
       os._exit(0)" "${SITE}"
 
-# Byte-code: compiled once here, because the root filesystem is read-only at run time
-# (and PYTHONDONTWRITEBYTECODE=1), so without it every process start compiles every
-# module it imports again. `unchecked-hash` .pyc files stay valid whatever the file
-# times after COPY. The cold-start cost of not doing this is measured by
-# bench/bench_image.py (docs/deployment.md "Image size").
-RUN /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib/python3.11/site-packages
+# The project itself (.dockerignore keeps tests, data, mlruns, caches and .git out),
+# without dependencies (all are above), then pip's consistency check of the whole set.
+COPY . .
+RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+ && python -m pip wheel --no-deps --wheel-dir /tmp/dist . \
+ && python -m pip --python /opt/venv/bin/python install --no-deps --no-index --no-compile /tmp/dist/churn-*.whl \
+ && python -m pip --python /opt/venv/bin/python check
+
+# Byte-code for exactly what runs (scripts/record_imports.py): the image's entrypoints run
+# once here on the trimmed environment, as the image runs them (train in the SageMaker
+# layout with its plots and MLflow logging, score to a Delta table, serve under gunicorn),
+# recording every module they import; those, and only those, get a .pyc. The root
+# filesystem is read-only at run time (and PYTHONDONTWRITEBYTECODE=1), so without a shipped
+# .pyc each process start compiles what it imports again; a module no recorded path imports
+# keeps its .py only (still importable, compiled in memory). The official base ships no .pyc
+# of its standard library, so the modules of it that run get theirs in /opt/stdlib-pyc.
+# `unchecked-hash` .pyc stay valid whatever the file times after COPY. A failing entrypoint
+# fails the build here, naming the step. Cold start and sizes: bench/bench_image.py.
+RUN python scripts/record_imports.py --venv /opt/venv --stdlib-pyc-root /opt/stdlib-pyc
 
 ########################################################################
 # Stage 2: slim runtime, no compiler, no pip cache, no test tools
@@ -132,8 +137,10 @@ RUN groupadd --system --gid "${APP_GID}" churn \
  && mkdir -p /opt/ml \
  && chown churn:churn /opt/ml
 
-# The whole environment from stage 1 in one layer, owned by root (read-only to the app).
+# The whole environment from stage 1 in one layer, owned by root (read-only to the app),
+# and the .pyc of the standard library modules that run (a tree mirroring /).
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/stdlib-pyc/ /
 
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
