@@ -11,17 +11,20 @@ defaults: local files, MLflow in SQLite), as the image runs them:
   3. `train` in the SageMaker layout (SAGEMAKER_BASE_DIR, hyperparameters.json, a short
      Optuna search): model, evaluation plots, MLflow logging, registration and promotion;
   4. `score` of the customers with the registry's `production` model: a local Delta risk
-     table, metrics pushed to a local stand-in of the Pushgateway; `churn risk top`,
-     `churn model list`;
+     table, metrics pushed to a local stand-in of the Pushgateway; `churn risk top`;
+     `churn model list` against the local SQLite store and against a stand-in of MLflow's REST
+     API (MLflow's HTTP client, as the cluster's jobs and serving use it);
   5. `serve` (gunicorn, one worker, the model in /opt/ml/model): /ping, /invocations (JSON,
      CSV, a rejected record), /metrics, then SIGTERM.
 
-Every one of those processes (gunicorn's worker too) gets a `sitecustomize` on PYTHONPATH
-that writes, at exit, the source file of every module it imported. Then exactly those files
-get a .pyc (unchecked-hash: valid whatever the file times after COPY): the environment's in
-place, the base image's standard library into --stdlib-pyc-root (for the runtime stage to
-copy over its Python; the official image ships no .pyc of its own). Every other module keeps
-only its .py: importing it still works, it is just compiled in memory each time.
+Every one of those processes (gunicorn's worker too) runs with PYTHONVERBOSE=1, so the
+interpreter itself reports the source file of every module whose code it loads, failed
+optional imports included. Then exactly those files get a .pyc (unchecked-hash: valid
+whatever the file times after COPY): the environment's in place, the base image's standard
+library into --stdlib-pyc-root (for the runtime stage to copy over its Python; the official
+image ships no .pyc of its own). Every other module keeps only its .py: importing it still
+works, it is just compiled in memory each time. tests/image checks, the same way, that the
+containers' train, score and serve compile nothing in memory.
 
 It runs the code of this checkout, so when lib/, jobs/ or serve/ import something new, the
 next build records and compiles it. A step that fails fails the build, naming the step: the
@@ -37,6 +40,7 @@ import importlib.util
 import json
 import os
 import py_compile
+import re
 import shutil
 import signal
 import socket
@@ -52,22 +56,17 @@ from pathlib import Path
 
 RUN_DATE = "2024-03-31"
 
-# Written into a directory on PYTHONPATH: `site` imports it in every process of the run.
-HOOK = '''\
-import atexit, os, sys
+# What `python -v` (PYTHONVERBOSE=1) prints for every module whose code it loads from a file:
+# compiled from the source ("code object from /x.py"), or from byte-code that matches the
+# source ("/x.pyc matches /x.py"). Failed imports (an optional dependency missing) count too:
+# their code is compiled and run before they fail, at every start.
+CODE_FROM_SOURCE = re.compile(r"^# code object from (/\S+\.py)$", re.MULTILINE)
+PYC_MATCHES = re.compile(r"^# /\S+\.pyc matches (/\S+\.py)$", re.MULTILINE)
 
-def _churn_record_imports():
-    paths = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path.endswith(".py"):
-            paths.add(os.path.realpath(path))
-    out = os.path.join(os.environ["CHURN_IMPORT_RECORD"], "%d-%d.txt" % (os.getpid(), id(paths)))
-    with open(out, "w") as handle:
-        handle.write("\\n".join(sorted(paths)))
 
-atexit.register(_churn_record_imports)
-'''
+def loaded_sources(output: str) -> set[str]:
+    """The source files of the modules a verbose Python run loaded, from its output."""
+    return set(CODE_FROM_SOURCE.findall(output)) | set(PYC_MATCHES.findall(output))
 
 
 class Failed(RuntimeError):
@@ -84,28 +83,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Pushgateway(http.server.ThreadingHTTPServer):
-    """Stands in for the Pushgateway: accepts every push, counts them."""
-
-    pushes = 0
+class Stub(http.server.ThreadingHTTPServer):
+    """Stands in for the Pushgateway and for MLflow's REST API: accepts every request and
+    answers 200 with an empty JSON object (to MLflow: no registered versions). Counts them."""
 
     def __init__(self) -> None:
-        gateway = self
+        self.requests = 0
+        stub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def _accept(self) -> None:
+            def _answer(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                gateway.pushes += 1
+                stub.requests += 1
                 self.send_response(200)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
                 self.end_headers()
+                self.wfile.write(b"{}")
 
-            do_PUT = do_POST = do_DELETE = _accept
+            do_GET = do_PUT = do_POST = do_DELETE = _answer
 
             def log_message(self, *args: object) -> None:
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 class Run:
@@ -114,19 +119,14 @@ class Run:
     def __init__(self, venv: Path, work: Path) -> None:
         self.venv = venv
         self.work = work
-        self.record = work / "record"
-        self.record.mkdir()
-        hook = work / "hook"
-        hook.mkdir()
-        (hook / "sitecustomize.py").write_text(HOOK)
+        self.sources: set[str] = set()
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CHURN_", "MLFLOW_"))}
         self.env = {
             **inherited,
             "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(work),
-            "PYTHONPATH": str(hook),
+            "PYTHONVERBOSE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",  # this run must leave no .pyc of its own behind
-            "CHURN_IMPORT_RECORD": str(self.record),
             "MPLCONFIGDIR": str(work / "matplotlib"),
             "XDG_CACHE_HOME": str(work / "cache"),
             "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -145,8 +145,9 @@ class Run:
                                   timeout=timeout)
         except subprocess.TimeoutExpired as err:
             raise Failed(f"step '{step}' ({' '.join(command)}) did not finish in {timeout:.0f} s") from err
+        self.sources |= loaded_sources(done.stderr)
         if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            tail = _tail(done.stdout + done.stderr)
             raise Failed(f"step '{step}' ({' '.join(command)}) exited {done.returncode}:\n{tail}")
         say(f"{step}: ok in {time.monotonic() - started:.1f} s")
         return done.stdout
@@ -175,20 +176,20 @@ class Run:
         if not (opt_ml / "model" / "MLmodel").is_file():
             raise Failed("step 'train' wrote no model to /opt/ml/model")
 
-        gateway = Pushgateway()
-        threading.Thread(target=gateway.serve_forever, daemon=True).start()
+        stub = Stub()
+        threading.Thread(target=stub.serve_forever, daemon=True).start()
         try:
-            self.run("score (registry model, Delta table, Pushgateway)", "score", "--run-date", RUN_DATE,
+            self.run("score (registry model, risk table, Pushgateway)", "score", "--run-date", RUN_DATE,
                      "--source", str(self.work / "active.parquet"),
-                     CHURN_MODEL_URI="models:/churn@production",
-                     PUSHGATEWAY_URL=f"http://127.0.0.1:{gateway.server_address[1]}")
+                     CHURN_MODEL_URI="models:/churn@production", PUSHGATEWAY_URL=stub.url)
+            if not stub.requests:
+                raise Failed("step 'score' pushed no metrics")
+            self.run("churn risk top", "churn", "risk", "top", "--date", RUN_DATE, "--format", "csv")
+            self.run("churn model list (SQLite)", "churn", "model", "list")
+            self.run("churn model list (MLflow REST API)", "churn", "model", "list", MLFLOW_TRACKING_URI=stub.url)
         finally:
-            gateway.shutdown()
-            gateway.server_close()
-        if not gateway.pushes:
-            raise Failed("step 'score' pushed no metrics")
-        self.run("churn risk top", "churn", "risk", "top", "--date", RUN_DATE, "--format", "csv")
-        self.run("churn model list", "churn", "model", "list")
+            stub.shutdown()
+            stub.server_close()
         self.serve()
 
     def serve(self) -> None:
@@ -225,11 +226,12 @@ class Run:
                 process.wait()
                 code = -9
             log.close()
+        self.sources |= loaded_sources((self.work / "serve.log").read_text(errors="replace"))
         if code != 0:
             raise Failed(f"step 'serve' exited {code} after SIGTERM:\n{self._tail()}")
 
     def _tail(self) -> str:
-        return "\n".join((self.work / "serve.log").read_text(errors="replace").strip().splitlines()[-15:])
+        return _tail((self.work / "serve.log").read_text(errors="replace"))
 
     @staticmethod
     def _get(url: str) -> bool:
@@ -250,10 +252,15 @@ class Run:
             raise Failed(f"step 'serve': POST {content_type} answered {got}, expected {status}:\n{self._tail()}")
 
     def recorded(self) -> set[Path]:
-        paths = set()
-        for record in self.record.glob("*.txt"):
-            paths.update(Path(line) for line in record.read_text().splitlines() if line)
-        return {p for p in paths if p.is_file()}
+        """The loaded files as the interpreter named them (its .pyc goes beside that name, even
+        when the file is a link, as Debian's sitecustomize.py is in the stand-in base)."""
+        return {Path(p) for p in self.sources if Path(p).is_file()}
+
+
+def _tail(output: str) -> str:
+    """The last lines of a step's output that are not `python -v` chatter."""
+    lines = [line for line in output.strip().splitlines() if not line.startswith(("# ", "import "))]
+    return "\n".join(lines[-15:])
 
 
 def _number(value: str) -> object:
@@ -268,8 +275,8 @@ def _number(value: str) -> object:
 
 def compile_recorded(paths: set[Path], venv: Path, stdlib_root: Path) -> None:
     """A .pyc next to each recorded module of the environment; the stdlib's into stdlib_root."""
-    venv = venv.resolve()
-    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    venv = venv.absolute()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
     counts = {"environment": 0, "stdlib": 0, "stdlib (already in the base)": 0}
     sizes = {"environment": 0, "stdlib": 0}
     for path in sorted(paths):
@@ -282,7 +289,7 @@ def compile_recorded(paths: set[Path], venv: Path, stdlib_root: Path) -> None:
                 continue
             kind, target = "stdlib", stdlib_root / cached.relative_to("/")
         else:
-            continue  # the scratch directory's own hook
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         py_compile.compile(str(path), cfile=str(target), dfile=str(path), doraise=True,
                            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
