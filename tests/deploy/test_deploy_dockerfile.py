@@ -142,8 +142,9 @@ def test_runtime_stage_has_no_compiler_and_no_test_tools(runtime: list[tuple[str
     assert "rm -rf /var/lib/apt/lists/*" in text
     # Nothing is installed by pip in the runtime stage: it copies the build stage's venv whole.
     assert not [rest for word, rest in runtime if word == "RUN" and "pip" in rest], "pip runs in the runtime stage"
+    # ...and the byte-code of the standard-library modules that run (the official base ships none).
     copies = [rest for word, rest in runtime if word == "COPY"]
-    assert copies == ["--from=build /opt/venv /opt/venv"], copies
+    assert copies == ["--from=build /opt/venv /opt/venv", "--from=build /opt/stdlib-pyc/ /"], copies
 
 
 def test_dependencies_are_installed_from_the_lock_with_hashes(dockerfile: str) -> None:
