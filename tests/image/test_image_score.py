@@ -103,5 +103,7 @@ def test_score_reads_active_customers_and_publishes_risk_table_churn_risk_and_me
 
     # Every module the job imported (MongoDB, S3, MLflow's REST client included) ships its .pyc.
     compiled, from_pyc = byte_code_use(done.stdout + done.stderr)
-    assert any("/pymongo/" in p for p in from_pyc) and any("rest_store" in p for p in from_pyc), "no verbose log"
+    loaded = " ".join(compiled + from_pyc)
+    assert "/pymongo/" in loaded and "/mlflow/store/model_registry/" in loaded and "/deltalake/" in loaded, (
+        "no verbose import log of the MongoDB, MLflow REST and Delta Lake paths")
     assert not compiled, f"{len(compiled)} modules compiled in memory at every start: {compiled[:40]}"

@@ -78,7 +78,7 @@ def test_train_logs_metrics_evaluation_plots_and_the_model_to_the_mlflow_server(
     """As a SageMaker job with MLFLOW_TRACKING_URI: the run carries the test metrics and the PNG
     plots (matplotlib's Agg path on the trimmed image), the model is registered and promoted;
     every module the job imports ships its .pyc."""
-    sagemaker_layout(opt_ml, {"n_estimators": "30", "model.n_jobs": "1"}, rows=1_500)
+    sagemaker_layout(opt_ml, {"n_estimators": "30", "model.n_jobs": "1", "tuning.enabled": "false"}, rows=1_500)
     env = {**container_env, **VERBOSE_IMPORTS, "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
            "CHURN_MODEL_NAME": unique_name}
 
