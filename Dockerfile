@@ -52,6 +52,75 @@ RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
  && python -m pip --python /opt/venv/bin/python install --require-hashes --no-deps --no-compile \
         -r requirements.lock
 
+# Drop what a runtime never reads (sizes measured: docs/deployment.md "Image size"):
+#   - the test suites bundled inside numpy/pandas/scipy/sklearn/pyarrow/...
+#   - pyarrow's Arrow Flight libraries (nothing here speaks Flight; only pyarrow.flight
+#     links them), its C++ include and source trees (only for compiling extensions),
+#     and the second and third identical copies of its libarrow_python* libraries (the
+#     wheel format has no symlinks: they become links to the .so.NNNN the others load)
+#   - botocore's API models of the ~400 AWS services the code never calls: boto3 is
+#     here for MLflow's S3 artifact store, which needs S3 and, for the credential chain
+#     (IRSA web identity, SSO), STS and SSO
+#   - C/C++/Cython sources, C headers, static libraries and type stubs of every package
+#     (read when compiling against a package or type-checking it, never by an import)
+#   - fontTools but the four modules matplotlib's Agg (PNG) path imports (fontTools.agl,
+#     through matplotlib.dviread); the rest serves the PDF/PS/SVG backends, and the plots
+#     are PNG. Should a matplotlib update import more of it, the build's record step (train
+#     writes the plots) fails with the ImportError: keep that module here
+#   - matplotlib's sample data and the fonts Agg never draws with: the PDF/PS core and AFM
+#     fonts, and DejaVu Serif (DejaVu Sans, the default, with its Mono and Display faces,
+#     and mathtext's STIX and Computer Modern, its fallback, stay)
+#   - Pillow's codecs matplotlib's PNG writer (PIL._imaging, which links none of them)
+#     never loads: fonts (ImageFont; matplotlib draws text with its own FreeType), colour
+#     management, WebP, AVIF, Tk. Pillow imports each behind `except ImportError` and
+#     then reports that format as unsupported
+#   - numpy.distutils (a build tool) and databricks-sdk's modules (only MLflow's Databricks
+#     integrations import them, for databricks:// URIs; the namespace package stays)
+#   - identical copies of libgfortran/libquadmath in scipy.libs: links to numpy.libs' ones
+#     (the loader follows the link; both were loaded under the same name anyway)
+# The record step below runs train, score and serve on what is left; the image tests
+# check the plots, the MLflow logging and the Delta/Parquet writes in the container.
+# Then strip the symbol tables of the shared libraries, except those auditwheel
+# grafted into `*.libs/` (patchelf rewrote them; strip breaks their load segments), and
+# load every stripped library once so a broken one fails the build, not a job at 02:30
+# (os._exit: libraries loaded bare, outside their Python modules, must not run their
+# destructors at interpreter exit).
+ARG SITE=/opt/venv/lib/python3.11/site-packages
+RUN find "${SITE}" -mindepth 2 -depth -type d -name tests -exec rm -rf {} + \
+ && rm -rf "${SITE}/pyarrow/include" "${SITE}/pyarrow/src" \
+           "${SITE}"/pyarrow/*flight* "${SITE}"/pyarrow/_pyarrow_cpp_tests* \
+ && for lib in "${SITE}"/pyarrow/lib*.so.[0-9]*[0-9]; do \
+      case "$lib" in *.so.*.*) continue ;; esac; \
+      for copy in "${lib%.so.*}.so" "$lib".*.*; do \
+        if [ -f "$copy" ] && cmp -s "$lib" "$copy"; then ln -sf "$(basename "$lib")" "$copy"; fi; \
+      done; \
+    done \
+ && find "${SITE}/botocore/data" -mindepth 1 -maxdepth 1 -type d \
+        ! -name s3 ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} + \
+ && find "${SITE}" -type f \( -name '*.c' -o -name '*.cpp' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' \
+        -o -name '*.pxi' -o -name '*.tp' -o -name '*.a' -o -name '*.pyi' \) -delete \
+ && find "${SITE}/fontTools" -mindepth 1 -depth ! -path "${SITE}/fontTools/__init__.py" \
+        ! -path "${SITE}/fontTools/agl.py" ! -path "${SITE}/fontTools/misc" \
+        ! -path "${SITE}/fontTools/misc/__init__.py" ! -path "${SITE}/fontTools/misc/loggingTools.py" \
+        ! -path "${SITE}/fontTools/misc/textTools.py" -exec rm -rf {} + \
+ && MPL="${SITE}/matplotlib/mpl-data" \
+ && rm -rf "${MPL}/sample_data" "${MPL}/fonts/afm" "${MPL}/fonts/pdfcorefonts" \
+           "${MPL}"/fonts/ttf/DejaVuSerif* \
+ && rm -f "${SITE}"/PIL/_imagingft.* "${SITE}"/PIL/_imagingcms.* "${SITE}"/PIL/_webp.* "${SITE}"/PIL/_avif.* \
+          "${SITE}"/PIL/_imagingtk.* "${SITE}"/pillow.libs/libfreetype-* "${SITE}"/pillow.libs/libharfbuzz-* \
+          "${SITE}"/pillow.libs/libpng16-* "${SITE}"/pillow.libs/libbrotli* "${SITE}"/pillow.libs/liblcms2-* \
+          "${SITE}"/pillow.libs/libwebp* "${SITE}"/pillow.libs/libsharpyuv-* "${SITE}"/pillow.libs/libavif-* \
+ && rm -rf "${SITE}/numpy/distutils" "${SITE}/databricks/sdk" \
+ && for lib in "${SITE}"/scipy.libs/*; do \
+      twin="${SITE}/numpy.libs/$(basename "$lib")"; \
+      if [ -f "$twin" ] && cmp -s "$lib" "$twin"; then ln -sf "../numpy.libs/$(basename "$lib")" "$lib"; fi; \
+    done \
+ && find "${SITE}" -type f -name '*.so*' ! -path '*.libs/*' -exec strip --strip-unneeded {} + \
+ && /opt/venv/bin/python -c "import ctypes, os, pathlib, sys; \
+      libs = [p for p in pathlib.Path(sys.argv[1]).rglob('*.so*') if '.libs/' not in str(p) and not p.is_symlink()]; \
+      [ctypes.CDLL(str(p)) for p in libs]; print(len(libs), 'stripped libraries load', flush=True); \
+      os._exit(0)" "${SITE}"
+
 # The project itself (.dockerignore keeps tests, data, mlruns, caches and .git out),
 # without dependencies (all are above), then pip's consistency check of the whole set.
 COPY . .
@@ -61,45 +130,17 @@ RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
  && python -m pip --python /opt/venv/bin/python install --no-deps --no-index --no-compile /tmp/dist/churn-*.whl \
  && python -m pip --python /opt/venv/bin/python check
 
-# Drop what a runtime never reads (sizes measured: docs/deployment.md "Image size"):
-#   - the test suites bundled inside numpy/pandas/scipy/sklearn/pyarrow/...
-#   - pyarrow's Arrow Flight libraries (nothing here speaks Flight; only pyarrow.flight
-#     links them), its C++ headers and Cython sources (only for compiling extensions),
-#     and the second and third identical copies of its libarrow_python* libraries (the
-#     wheel format has no symlinks: they become links to the .so.NNNN the others load)
-#   - botocore's API models of the ~400 AWS services the code never calls: boto3 is
-#     here for MLflow's S3 artifact store, which needs S3 and, for the credential chain
-#     (IRSA web identity, SSO), STS and SSO
-# then strip the symbol tables of the shared libraries, except those auditwheel
-# grafted into `*.libs/` (patchelf rewrote them; strip breaks their load segments), and
-# load every stripped library once so a broken one fails the build, not a job at 02:30
-# (os._exit: libraries loaded bare, outside their Python modules, must not run their
-# destructors at interpreter exit).
-ARG SITE=/opt/venv/lib/python3.11/site-packages
-RUN find "${SITE}" -mindepth 2 -depth -type d -name tests -exec rm -rf {} + \
- && rm -rf "${SITE}/pyarrow/include" "${SITE}/pyarrow/src" \
-           "${SITE}"/pyarrow/*flight* "${SITE}"/pyarrow/_pyarrow_cpp_tests* \
- && find "${SITE}/pyarrow" -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.h' \) -delete \
- && for lib in "${SITE}"/pyarrow/lib*.so.[0-9]*[0-9]; do \
-      case "$lib" in *.so.*.*) continue ;; esac; \
-      for copy in "${lib%.so.*}.so" "$lib".*.*; do \
-        if [ -f "$copy" ] && cmp -s "$lib" "$copy"; then ln -sf "$(basename "$lib")" "$copy"; fi; \
-      done; \
-    done \
- && find "${SITE}/botocore/data" -mindepth 1 -maxdepth 1 -type d \
-        ! -name s3 ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} + \
- && find "${SITE}" -type f -name '*.so*' ! -path '*.libs/*' -exec strip --strip-unneeded {} + \
- && /opt/venv/bin/python -c "import ctypes, os, pathlib, sys; \
-      libs = [p for p in pathlib.Path(sys.argv[1]).rglob('*.so*') if '.libs/' not in str(p) and not p.is_symlink()]; \
-      [ctypes.CDLL(str(p)) for p in libs]; print(len(libs), 'stripped libraries load', flush=True); \
-      os._exit(0)" "${SITE}"
-
-# Byte-code: compiled once here, because the root filesystem is read-only at run time
-# (and PYTHONDONTWRITEBYTECODE=1), so without it every process start compiles every
-# module it imports again. `unchecked-hash` .pyc files stay valid whatever the file
-# times after COPY. The cold-start cost of not doing this is measured by
-# bench/bench_image.py (docs/deployment.md "Image size").
-RUN /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib/python3.11/site-packages
+# Byte-code for exactly what runs (scripts/record_imports.py): the image's entrypoints run
+# once here on the trimmed environment, as the image runs them (train in the SageMaker
+# layout with its plots and MLflow logging, score to a Delta table, serve under gunicorn),
+# recording every module they import; those, and only those, get a .pyc. The root
+# filesystem is read-only at run time (and PYTHONDONTWRITEBYTECODE=1), so without a shipped
+# .pyc each process start compiles what it imports again; a module no recorded path imports
+# keeps its .py only (still importable, compiled in memory). The official base ships no .pyc
+# of its standard library, so the modules of it that run get theirs in /opt/stdlib-pyc.
+# `unchecked-hash` .pyc stay valid whatever the file times after COPY. A failing entrypoint
+# fails the build here, naming the step. Cold start and sizes: bench/bench_image.py.
+RUN python scripts/record_imports.py --venv /opt/venv --stdlib-pyc-root /opt/stdlib-pyc
 
 ########################################################################
 # Stage 2: slim runtime, no compiler, no pip cache, no test tools
@@ -132,8 +173,10 @@ RUN groupadd --system --gid "${APP_GID}" churn \
  && mkdir -p /opt/ml \
  && chown churn:churn /opt/ml
 
-# The whole environment from stage 1 in one layer, owned by root (read-only to the app).
+# The whole environment from stage 1 in one layer, owned by root (read-only to the app),
+# and the .pyc of the standard library modules that run (a tree mirroring /).
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/stdlib-pyc/ /
 
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \

@@ -10,7 +10,7 @@
 #   is available or can be pulled. When it cannot (no registry reachable), a stand-in of the
 #   same Debian release and Python minor is built once with debootstrap and cached:
 #   Debian bookworm's python3 (3.11) made to look like the official image (python and pip
-#   in /usr/local/bin, site-packages in /usr/local/lib/python3.11), passed as
+#   in /usr/local/bin, site-packages in /usr/local/lib/python3.11, no .pyc), passed as
 #   --build-arg PYTHON_IMAGE. PYTHON_IMAGE=... forces a base.
 # - pip inside the build reaches the package registry with the machine's CA bundle (PIP_CERT,
 #   else SSL_CERT_FILE, else /etc/ssl/certs/ca-certificates.crt), given as the build secret
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 IMAGE="${IMAGE:-churn:dev}"
 OFFICIAL_BASE="$(sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile)"
 # Bump the revision when the stand-in recipe below changes, so the cached one is rebuilt.
-STANDIN_BASE="localhost/churn-python-standin:3.11-bookworm-r2"
+STANDIN_BASE="localhost/churn-python-standin:3.11-bookworm-r3"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 LOG_DIR="${BUILD_LOG_DIR:-${TMPDIR:-/tmp}}"
 step="start"
@@ -95,11 +95,15 @@ build_standin() {
   chroot "$rootfs" /usr/bin/python3.11 -m venv --copies /usr/local
   chroot "$rootfs" /usr/local/bin/python -m pip --version >/dev/null
   # What the official slim image does not carry either: apt lists and caches, docs, man pages,
-  # locales. The Debian archive is reached over plain http (apt checks signatures), so the
-  # runtime stage's apt-get needs no CA bundle of this machine.
+  # locales, and byte-code: it deletes every .pyc of its Python (Debian's postinst compiled
+  # them here), so a read-only container compiles the standard library on every start unless
+  # the image brings .pyc for it (the Dockerfile's record_imports step does, for what runs).
+  # The Debian archive is reached over plain http (apt checks signatures), so the runtime
+  # stage's apt-get needs no CA bundle of this machine.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
          "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
          "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*.log "$rootfs"/debootstrap
+  find "$rootfs/usr/lib/python3.11" "$rootfs/usr/local" -depth -type d -name __pycache__ -exec rm -rf {} +
   echo "deb ${DEBIAN_MIRROR} bookworm main" > "$rootfs/etc/apt/sources.list"
   # As Debian's official container images do: apt keeps no package caches (otherwise every
   # `apt-get install` layer carries ~80 MB of /var/cache/apt/*.bin).

@@ -4,9 +4,11 @@ a parse of the instructions, and the build context that .dockerignore leaves."""
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from packaging.requirements import Requirement
 
 sys.path.insert(0, str(REPO / "scripts"))
 import lockfile  # noqa: E402  (scripts/lockfile.py: what scripts/lock.sh compiles and stamps)
+import record_imports  # noqa: E402  (scripts/record_imports.py: the build stage's byte-code step)
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -139,8 +142,9 @@ def test_runtime_stage_has_no_compiler_and_no_test_tools(runtime: list[tuple[str
     assert "rm -rf /var/lib/apt/lists/*" in text
     # Nothing is installed by pip in the runtime stage: it copies the build stage's venv whole.
     assert not [rest for word, rest in runtime if word == "RUN" and "pip" in rest], "pip runs in the runtime stage"
+    # ...and the byte-code of the standard-library modules that run (the official base ships none).
     copies = [rest for word, rest in runtime if word == "COPY"]
-    assert copies == ["--from=build /opt/venv /opt/venv"], copies
+    assert copies == ["--from=build /opt/venv /opt/venv", "--from=build /opt/stdlib-pyc/ /"], copies
 
 
 def test_dependencies_are_installed_from_the_lock_with_hashes(dockerfile: str) -> None:
@@ -297,6 +301,7 @@ def test_dockerignore_excludes(tmp_path: Path) -> None:
         ".services/mongo/x",
         "requirements-dev.lock",
         "scripts/build-image.sh",
+        "scripts/services/mongo.py",
     ]:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,6 +316,7 @@ def test_dockerignore_excludes(tmp_path: Path) -> None:
         "jobs/score.py",
         "serve/openapi.yaml",
         "requirements.lock",
+        "scripts/record_imports.py",
     ]:
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,6 +332,7 @@ def test_dockerignore_excludes(tmp_path: Path) -> None:
         "jobs/score.py",
         "serve/openapi.yaml",
         "requirements.lock",
+        "scripts/record_imports.py",
     }
 
 
@@ -344,6 +351,8 @@ def test_build_context_has_what_pip_wheel_needs() -> None:
     for package_dir in ("lib/churn", "jobs", "serve"):
         sources = [p for p in kept if p.startswith(package_dir + "/") and p.endswith(".py")]
         assert sources, f"no sources of {package_dir} in the build context"
+    # The build stage runs it to compile the byte-code of what the entrypoints import; no other script.
+    assert sorted(p for p in kept if p.startswith("scripts/")) == ["scripts/record_imports.py"]
     for rel in kept:
         assert not rel.startswith(("tests/", "data/", "mlruns/", "mlartifacts/", ".dvc/cache/")), rel
         assert not rel.endswith((".db", ".parquet", ".pyc")), rel
@@ -400,3 +409,36 @@ def test_the_digest_check_fails_when_setup_cfg_changes(tmp_path: Path) -> None:
     extra.write_text((REPO / "setup.cfg").read_text().replace("    duckdb==", "    left-pad==1.0\n    duckdb=="))
     assert lockfile.digest("dev", extra) != lockfile.digest("dev")
     assert lockfile.digest("runtime", extra) == lockfile.digest("runtime"), "a test dependency is not the image's"
+
+
+# ------------------------------------------------------------------ the byte-code step
+def _verbose_python(code: str, path: Path) -> str:
+    env = {**os.environ, "PYTHONVERBOSE": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stderr
+
+
+def test_the_byte_code_step_compiles_what_python_loaded_failed_optional_imports_included(tmp_path: Path) -> None:
+    """record_imports reads `python -v`: a module whose import fails (its optional dependency is
+    missing) was compiled too, at every start; both get an unchecked-hash .pyc that Python then uses."""
+    site = tmp_path / "venv" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "present.py").write_text("VALUE = 1\n")
+    (site / "optional.py").write_text("import a_dependency_that_is_not_installed\n")
+    code = "import json, present\ntry:\n    import optional\nexcept ImportError:\n    pass\n"
+
+    sources = record_imports.loaded_sources(_verbose_python(code, site))
+    assert {str(site / "present.py"), str(site / "optional.py")} <= sources
+    stdlib_json = Path(json.__file__)  # the stdlib: a .pyc only where the base has none
+    record_imports.compile_recorded({site / "present.py", site / "optional.py", stdlib_json}, tmp_path / "venv",
+                                    tmp_path / "stdlib-pyc")
+
+    for name in ("present", "optional"):
+        pyc = Path(importlib.util.cache_from_source(str(site / f"{name}.py")))
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01, "hash-based, source never checked"
+    base_pyc = Path(importlib.util.cache_from_source(str(stdlib_json)))
+    assert (tmp_path / "stdlib-pyc" / base_pyc.relative_to("/")).is_file() != base_pyc.is_file()
+    again = _verbose_python(code, site)
+    assert f"# code object from '{importlib.util.cache_from_source(str(site / 'present.py'))}'" in again
+    assert str(site / "present.py") not in record_imports.CODE_FROM_SOURCE.findall(again)

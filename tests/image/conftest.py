@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Iterator
@@ -125,3 +126,17 @@ def started(runtime: container_runtime.Runtime) -> Iterator[list[container_runti
     yield running
     for container in running:
         container.kill()
+
+
+# `python -v` in every process of a container: for each module whose code it loads from a file,
+# "# code object from /x.py" when it compiled the source (in memory: the root is read-only and
+# PYTHONDONTWRITEBYTECODE=1) or "# code object from '/x.pyc'" when it read shipped byte-code.
+VERBOSE_IMPORTS = {"PYTHONVERBOSE": "1"}
+_COMPILED = re.compile(r"^# code object from (/\S+\.py)$", re.MULTILINE)
+_FROM_PYC = re.compile(r"^# code object from '(/\S+\.pyc)'$", re.MULTILINE)
+
+
+def byte_code_use(output: str) -> tuple[list[str], list[str]]:
+    """(modules compiled in memory, .pyc files read) by a container's Python processes, from the
+    output of a PYTHONVERBOSE=1 run: what each start of that command costs without byte-code."""
+    return sorted(set(_COMPILED.findall(output))), sorted(set(_FROM_PYC.findall(output)))

@@ -16,7 +16,7 @@ from typing import Any
 
 import container_runtime
 import pyarrow as pa
-from conftest import json_lines
+from conftest import VERBOSE_IMPORTS, byte_code_use, json_lines
 from container_runtime import RunSpec
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,7 +74,7 @@ def test_score_reads_active_customers_and_publishes_risk_table_churn_risk_and_me
         "PUSHGATEWAY_URL": pushgateway_server.url,
     }
     # As the CronJob runs it: the registry's production model, working files on /tmp.
-    env = {**container_env, **where, "CHURN_MODEL_URI": f"models:/{model_name}@{PRODUCTION}",
+    env = {**container_env, **where, **VERBOSE_IMPORTS, "CHURN_MODEL_URI": f"models:/{model_name}@{PRODUCTION}",
            "CHURN_DATA_DIR": "/tmp/churn-data"}
 
     done = runtime.run(RunSpec(image, ["score", "--run-date", DAY], env=env), timeout=600)
@@ -100,3 +100,10 @@ def test_score_reads_active_customers_and_publishes_risk_table_churn_risk_and_me
         }
     assert samples["churn_scoring_rows_scored"] == active
     assert samples["churn_scoring_last_success_timestamp_seconds"] > 0
+
+    # Every module the job imported (MongoDB, S3, MLflow's REST client included) ships its .pyc.
+    compiled, from_pyc = byte_code_use(done.stdout + done.stderr)
+    loaded = " ".join(compiled + from_pyc)
+    assert "/pymongo/" in loaded and "/mlflow/store/model_registry/" in loaded and "/deltalake/" in loaded, (
+        "no verbose import log of the MongoDB, MLflow REST and Delta Lake paths")
+    assert not compiled, f"{len(compiled)} modules compiled in memory at every start: {compiled[:40]}"

@@ -1,5 +1,6 @@
 """`docker run -v DIR:/opt/ml IMAGE serve`: the SageMaker serving contract, in the container,
-as UID 10001 on a read-only root, under tini; SIGTERM drains and exits 0."""
+as UID 10001 on a read-only root, under tini; SIGTERM drains and exits 0; the start imports
+only modules whose byte-code the image ships (its cold start)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import container_runtime
 import numpy as np
 import pytest
 import requests
-from conftest import free_port, hand_to_app_user
+from conftest import VERBOSE_IMPORTS, byte_code_use, free_port, hand_to_app_user
 from container_runtime import RunSpec
 
 from churn import generator
@@ -108,3 +109,27 @@ def test_serve_answers_like_the_venv_then_drains_on_sigterm_and_exits_0(
     returncode = container.wait(GRACE_SECONDS)
     assert returncode == 0, container.output()[-3000:]
     assert time.monotonic() - stopped_at < GRACE_SECONDS
+
+
+def test_serve_imports_only_modules_whose_pyc_the_image_ships(
+    runtime: container_runtime.Runtime, image: str, opt_ml: Path, model_dir: Path,
+    container_env: dict[str, str], started: list[container_runtime.Running],
+) -> None:
+    """Start, load, answer, drain: every module the master and the worker import has its .pyc
+    (the build recorded them), so the read-only container compiles nothing at start."""
+    shutil.copytree(model_dir, opt_ml / "model")
+    hand_to_app_user(opt_ml)
+    port = free_port()
+    env = {**container_env, **VERBOSE_IMPORTS, "SAGEMAKER_BIND_TO_PORT": str(port),
+           "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "PROMETHEUS_MULTIPROC_DIR": "/tmp/prometheus"}
+    container = runtime.start(RunSpec(image, ["serve"], env=env, mounts={str(opt_ml): "/opt/ml"}))
+    started.append(container)
+    wait_for_ping(port, container)
+    answer = requests.post(f"http://127.0.0.1:{port}/invocations", json={"instances": records(3)}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    container.signal(signal.SIGTERM)
+    assert container.wait(GRACE_SECONDS) == 0, container.output()[-3000:]
+
+    compiled, from_pyc = byte_code_use(container.output())
+    assert len(from_pyc) > 500, "no verbose import log from the master and the worker"
+    assert not compiled, f"{len(compiled)} modules compiled in memory at every start: {compiled[:40]}"

@@ -1,16 +1,24 @@
-"""`docker run -v DIR:/opt/ml IMAGE train`: the SageMaker training contract, in the container."""
+"""`docker run -v DIR:/opt/ml IMAGE train`: the SageMaker training contract, in the container,
+with its evaluation plots and MLflow logging (what the image's trimmed matplotlib, fontTools
+and Pillow must still do)."""
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import container_runtime
-from conftest import hand_to_app_user, json_lines
+from conftest import VERBOSE_IMPORTS, byte_code_use, hand_to_app_user, json_lines
 from container_runtime import RunSpec
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from PIL import Image
 
+import services
 from churn import generator
 from churn.adapters import model_format
+from churn.adapters.registry import PRODUCTION
 
 
 def sagemaker_layout(opt_ml: Path, hyperparameters: dict[str, str], rows: int) -> None:
@@ -61,3 +69,41 @@ def test_bad_hyperparameter_writes_the_failure_file_naming_it_and_exits_3(
     assert "n_estimators" in failure and len(failure.strip().splitlines()) == 1
     assert not (opt_ml / "model").exists()
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_train_logs_metrics_evaluation_plots_and_the_model_to_the_mlflow_server(
+    runtime: container_runtime.Runtime, image: str, opt_ml: Path, container_env: dict[str, str],
+    mlflow_server: services.MlflowServer, unique_name: str, tmp_path: Path,
+) -> None:
+    """As a SageMaker job with MLFLOW_TRACKING_URI: the run carries the test metrics and the PNG
+    plots (matplotlib's Agg path on the trimmed image), the model is registered and promoted;
+    every module the job imports ships its .pyc."""
+    sagemaker_layout(opt_ml, {"n_estimators": "30", "model.n_jobs": "1", "tuning.enabled": "false"}, rows=1_500)
+    env = {**container_env, **VERBOSE_IMPORTS, "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
+           "CHURN_MODEL_NAME": unique_name}
+
+    done = runtime.run(RunSpec(image, ["train"], env=env, mounts={str(opt_ml): "/opt/ml"}), timeout=900)
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "findfont" not in output and "Traceback" not in output, output[-3000:]
+    client = MlflowClient(tracking_uri=mlflow_server.tracking_uri, registry_uri=mlflow_server.tracking_uri)
+    version = client.get_model_version_by_alias(unique_name, PRODUCTION)
+    run = client.get_run(version.run_id)
+    assert run.data.metrics, "no metrics logged"
+    plots = Path(download_artifacts(run_id=run.info.run_id, artifact_path="plots", dst_path=str(tmp_path),
+                                    tracking_uri=mlflow_server.tracking_uri))
+    pngs = sorted(plots.glob("*.png"))
+    assert len(pngs) >= 4, f"evaluation plots missing: {[p.name for p in plots.iterdir()]}"
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", png.name
+        width, height = struct.unpack(">II", data[16:24])
+        assert width >= 200 and height >= 200, (png.name, width, height)
+        with Image.open(png) as picture:
+            picture.load()  # decodes every pixel: a truncated or corrupt file fails here
+            assert len(set(picture.convert("L").getdata())) > 2, f"{png.name} is blank"
+
+    compiled, from_pyc = byte_code_use(output)
+    assert any(p.endswith("backend_agg.cpython-311.pyc") for p in from_pyc), "no verbose import log"
+    assert not compiled, f"{len(compiled)} modules compiled in memory at every start: {compiled[:40]}"
