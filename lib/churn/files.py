@@ -84,7 +84,19 @@ def read_table(path: str | Path, schema: Schema | None = None) -> pa.Table:
         file = source_files(path)[0]
         names = csv_columns(file, schema)[0] if file.suffix == ".csv" else pq.read_schema(file).names
         return pa.table({name: pa.array([], pa.string()) for name in names})
-    return pa.concat_tables(chunks, promote_options="permissive") if len(chunks) > 1 else chunks[0]
+    if len(chunks) == 1:
+        return chunks[0]
+    try:
+        return pa.concat_tables(chunks, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        # CSV columns are read as text, Parquet keeps its types: a directory mixing the two
+        # (or Parquet files of different types) is the caller's input to fix, not an outage.
+        types = {f"{f.name}: {f.type}" for chunk in chunks for f in chunk.schema}
+        clash = sorted(t for t in types if sum(t.split(":")[0] == u.split(":")[0] for u in types) > 1)
+        raise InvalidInput(
+            f"the files of {str(path)!r} disagree on column types ({', '.join(clash[:6]) or err}): "
+            "give files of one format with the same column types"
+        ) from err
 
 
 def csv_columns(file: Path, schema: Schema | None) -> tuple[list[str], bool]:

@@ -126,3 +126,12 @@ def test_table_writer_that_fails_leaves_the_previous_file_and_no_temporary_one(t
         raise RuntimeError("the run failed halfway")
 
     assert target.read_text() == "previous\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_a_directory_mixing_csv_and_parquet_types_is_bad_input_naming_the_column(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("customer_id,tenure_months\nc1,3\n")
+    pq.write_table(pa.table({"customer_id": ["c2"], "tenure_months": [4]}), tmp_path / "b.parquet")
+    clash = r"disagree on column types \(tenure_months: int64, tenure_months: string\)"
+    with pytest.raises(InvalidInput, match=clash) as err:
+        files.read_table(tmp_path)
+    assert mapping_for(err.value).exit_code == 3

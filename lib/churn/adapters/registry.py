@@ -29,7 +29,7 @@ STAGING = "staging"
 SINCE_TAG = "production_since"
 ROLLED_BACK_TAG = "rolled_back"
 SHA256_TAG = "churn.model_sha256"
-VERDICT_TAG = "verdict"  # set at registration by the promote stage: promoted | rejected
+VERDICT_TAG = "verdict"  # set by the promote stage: promoted (moved) | passed (would move; apply off) | rejected
 TO_MAKE_ONE = "train and register one with `dvc repro` or `churn train` (or point MLFLOW_TRACKING_URI elsewhere)"
 
 
