@@ -6,7 +6,6 @@ seconds and are retried a few times with backoff (churn.retries), then fail with
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
@@ -19,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 
 from churn import batch, sharding
-from churn.errors import ConfigError
 from churn.model_source import LoadedModel
 from churn.raw_columns import id_text
 from churn.retries import RetryPolicy
@@ -78,23 +76,29 @@ def risk_tables(settings: Settings) -> Any:
 
 def manifest_era(settings: Settings) -> Any:
     """The manifest-era layout at RISK_TABLE_URI (to refuse it, or to migrate it)."""
-    import pyarrow.fs as pafs
-
     from churn.adapters.manifest_era import ManifestEra, filesystem
 
-    options: dict[str, Any] = {}
-    if settings.risk_uri.startswith("s3://"):
-        options = {
-            "region": settings.aws_region,
-            "connect_timeout": float(S3_CONNECT_SECONDS),
-            "request_timeout": float(S3_REQUEST_SECONDS),
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
-        }
-        if settings.s3_endpoint_url:
-            endpoint = urlparse(settings.s3_endpoint_url)
-            options.update(endpoint_override=endpoint.netloc or endpoint.path, scheme=endpoint.scheme or "https")
-    fs, root = filesystem(settings.risk_uri, **options)
+    fs, root = filesystem(settings.risk_uri, **arrow_s3_options(settings, settings.risk_uri, attempts=2))
     return ManifestEra(fs, root)
+
+
+def arrow_s3_options(settings: Settings, uri: str, attempts: int) -> dict[str, Any]:
+    """pyarrow S3FileSystem options for `uri` with score's bounded timeouts and `attempts`
+    tries per request ({} for a directory): the endpoint from AWS_ENDPOINT_URL_S3."""
+    import pyarrow.fs as pafs
+
+    if not uri.startswith("s3://"):
+        return {}
+    options: dict[str, Any] = {
+        "region": settings.aws_region,
+        "connect_timeout": float(S3_CONNECT_SECONDS),
+        "request_timeout": float(S3_REQUEST_SECONDS),
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
+    }
+    if settings.s3_endpoint_url:
+        endpoint = urlparse(settings.s3_endpoint_url)
+        options.update(endpoint_override=endpoint.netloc or endpoint.path, scheme=endpoint.scheme or "https")
+    return options
 
 
 def check_risk_tables(settings: Settings, tables: Any) -> None:
@@ -121,14 +125,7 @@ def chunks(settings: Settings, schema: Schema, source: str | None, chunk_rows: i
         from churn.adapters.mongo import CustomerStore, active_query, sharded_batches
 
         query = active_query(schema.status_field, schema.active_status)
-        if settings.customers_filter:
-            try:
-                extra = json.loads(settings.customers_filter)
-            except (json.JSONDecodeError, TypeError) as err:
-                raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object") from err
-            if not isinstance(extra, dict):
-                raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object")
-            query.update(extra)
+        query.update(settings.customers_query)
 
         def keep(ids: list[Any]) -> np.ndarray:
             as_text = pa.array([id_text(i) or "" for i in ids], pa.string())

@@ -36,38 +36,16 @@ class DirtyKind:
 DIRTY_KINDS: tuple[DirtyKind, ...] = (
     DirtyKind("reject:negative_tenure", "tenure", "negative integer, e.g. -5"),
     DirtyKind("reject:non_numeric_text", "monthly_charges", 'text such as "abc"'),
-    DirtyKind(
-        "reject:unknown_contract",
-        "contract",
-        '"Month to month", "Monthly", "Three year"',
-    ),
-    DirtyKind(
-        "reject:unknown_internet_service",
-        "internet_service",
-        '"Satellite", "Cable", "5G"',
-    ),
-    DirtyKind(
-        "reject:missing_field", "payment_method", "null; field absent from documents"
-    ),
-    DirtyKind(
-        "reject:negative_charges", "monthly_charges", "negative amount, e.g. -29.85"
-    ),
+    DirtyKind("reject:unknown_contract", "contract", '"Month to month", "Monthly", "Three year"'),
+    DirtyKind("reject:unknown_internet_service", "internet_service", '"Satellite", "Cable", "5G"'),
+    DirtyKind("reject:missing_field", "payment_method", "null; field absent from documents"),
+    DirtyKind("reject:negative_charges", "monthly_charges", "negative amount, e.g. -29.85"),
     DirtyKind("reject:non_finite", "total_charges", '"inf" (float inf in documents)'),
-    DirtyKind(
-        "coerce:padded_number", "monthly_charges", 'number with spaces, e.g. " 29.85 "'
-    ),
+    DirtyKind("coerce:padded_number", "monthly_charges", 'number with spaces, e.g. " 29.85 "'),
     DirtyKind("coerce:integer_as_float", "tenure", 'integer written as "12.0"'),
     DirtyKind("coerce:blank_as_missing", "total_charges", '" " meaning missing'),
-    DirtyKind(
-        "coerce:category_case",
-        "contract",
-        'case/whitespace variant, e.g. " month-to-month"',
-    ),
-    DirtyKind(
-        "coerce:boolean_yes_no",
-        "tech_support",
-        '"True"/"False" (bool in documents) for Yes/No',
-    ),
+    DirtyKind("coerce:category_case", "contract", 'case/whitespace variant, e.g. " month-to-month"'),
+    DirtyKind("coerce:boolean_yes_no", "tech_support", '"True"/"False" (bool in documents) for Yes/No'),
 )
 _KIND_INDEX = {k.name: i for i, k in enumerate(DIRTY_KINDS)}
 # Numeric columns that may hold messy strings: emitted as strings when dirty_rate > 0.

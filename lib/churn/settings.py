@@ -12,6 +12,7 @@ through it.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -153,6 +154,19 @@ class Settings:
         changed = replace(self, **changes)
         changed.check()
         return changed
+
+    @property
+    def customers_query(self) -> dict[str, Any]:
+        """CUSTOMERS_FILTER as a MongoDB query ({} when unset): the same customers for score and train."""
+        if not self.customers_filter:
+            return {}
+        try:
+            value = json.loads(self.customers_filter)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ConfigError(f"CUSTOMERS_FILTER={self.customers_filter!r} is not a JSON object") from err
+        if not isinstance(value, dict):
+            raise ConfigError(f"CUSTOMERS_FILTER={self.customers_filter!r} is not a JSON object")
+        return value
 
     # -- derived locations, each with a laptop default -------------------------------------
     @property

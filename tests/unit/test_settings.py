@@ -241,3 +241,14 @@ def test_without_a_checkout_the_store_sits_beside_the_data_dir(tmp_path, monkeyp
     settings = Settings.from_env({"CHURN_DATA_DIR": "/srv/churn/data"})
     assert settings.tracking_uri == "sqlite:////srv/churn/mlflow.db"
     assert settings.artifact_location == "/srv/churn/mlartifacts"
+
+
+@pytest.mark.parametrize("text", ['["contract"]', "{contract: 1", '"Two year"'])
+def test_a_customers_filter_that_is_not_a_json_object_is_refused_naming_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError, match="CUSTOMERS_FILTER=.* is not a JSON object"):
+        _ = Settings(customers_filter=text).customers_query
+
+
+def test_the_customers_filter_is_the_query_it_spells_and_empty_when_unset() -> None:
+    assert Settings(customers_filter='{"contract": "Two year"}').customers_query == {"contract": "Two year"}
+    assert Settings().customers_query == {}

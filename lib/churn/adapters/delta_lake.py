@@ -11,6 +11,9 @@ never duplicates. Concurrent shards commit optimistically: delta-rs writes the n
 with S3's put-if-absent (`If-None-Match: *`, no DynamoDB) and retries plain version races;
 a real conflict (two shards both removing a run of another shard count) re-runs the write
 under the project's retry policy.
+
+The tables' layout (properties, writer settings, schema comparison) is in delta_format, the
+operator's housekeeping in delta_housekeeping.
 """
 
 from __future__ import annotations
@@ -24,53 +27,25 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from churn.adapters import delta_housekeeping
+from churn.adapters.delta_format import TABLE_CONFIGURATION, schema_differences, writer_properties
 from churn.errors import ConfigError, UnavailableService
 from churn.retries import RetryPolicy, one_line
 from churn.risk_table import PARTITION_BY, QUARANTINE_SCHEMA, RISK_SCHEMA, slice_predicate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Tables = Callable[[], Iterator[pa.Table]]  # a fresh stream of a slice's rows per call (per attempt)
 QUARANTINE = "_quarantine"
-# Table properties set at creation. Statistics only on the columns that prune or decide a
-# conflict (the rest would cost write time for nothing); a checkpoint every 10 commits keeps
-# loading the log to one Parquet checkpoint plus at most 9 JSON commits after years of nights.
-TABLE_CONFIGURATION = {
-    "delta.dataSkippingStatsColumns": "customer_id,churn_probability,rank,shard,shard_count",
-    "delta.checkpointInterval": "10",
-    "delta.logRetentionDuration": "interval 30 days",
-    "delta.deletedFileRetentionDuration": "interval 7 days",
-}
 _CONFIG_ERRORS = {
     "nosuchbucket": "the bucket does not exist",
     "accessdenied": "access denied (check the IAM role or AWS credentials)",
     "invalidaccesskeyid": "the AWS access key is not valid",
     "signaturedoesnotmatch": "the AWS secret key does not match",
 }
-
-
-def writer_properties() -> WriterProperties:
-    """Snappy (every engine reads it); dictionaries only where few values repeat; Parquet
-    statistics only on the columns the Delta log keeps them for (TABLE_CONFIGURATION): the
-    others' min/max would cost a third of the write time for nothing."""
-    from deltalake import ColumnProperties
-
-    stats = set(TABLE_CONFIGURATION["delta.dataSkippingStatsColumns"].split(","))
-    unique = ["customer_id", "churn_probability", "rank", "revenue_at_risk", "source_row", "errors", "record"]
-    names = {*stats, *unique}
-    return WriterProperties(
-        compression="SNAPPY",
-        default_column_properties=ColumnProperties(statistics_enabled="NONE"),
-        column_properties={
-            name: ColumnProperties(
-                dictionary_enabled=False if name in unique else None,
-                statistics_enabled="PAGE" if name in stats else "NONE",
-            )
-            for name in names
-        },
-    )
 
 
 def transient(err: BaseException) -> bool:
@@ -103,7 +78,9 @@ class RiskTables:
         self.retry = retry
         self.commit_retries = commit_retries
 
-    def _call(self, what: str, action: Callable[[], T], uri: str | None = None) -> T:
+    def call(self, what: str, action: Callable[[], T], uri: str | None = None) -> T:
+        """`action()` under the retry policy; a store that refuses the configuration (no bucket,
+        bad credentials) is a ConfigError naming the problem, not an outage."""
         try:
             return self.retry.call(f"risk table {uri or self.uri}", what, action, transient)
         except OSError as err:
@@ -140,13 +117,13 @@ class RiskTables:
             ) from err
 
     def _ensure(self, uri: str, schema: pa.Schema, legacy: Callable[[], bool] | None) -> None:
-        if not self._call("look for the table", lambda: DeltaTable.is_deltatable(uri, self.options), uri):
+        if not self.call("look for the table", lambda: DeltaTable.is_deltatable(uri, self.options), uri):
             if legacy is not None and legacy():
                 raise ConfigError(
                     f"{uri} holds a risk table of the old layout (Parquet parts with _manifest-*.json): convert it "
                     f"once with `churn risk migrate --risk-uri {uri}`, or point RISK_TABLE_URI at a new prefix"
                 )
-            self._call(
+            self.call(
                 "create the table",
                 lambda: DeltaTable.create(
                     uri,
@@ -160,47 +137,30 @@ class RiskTables:
             )
             log.info("created Delta table", extra={"uri": uri})
             return
-        found = pa.schema(self._table(uri).schema().to_arrow())
+        found = pa.schema(self.open(uri).schema().to_arrow())
         differences = schema_differences(found, schema)
         if differences:
             raise ConfigError(f"{uri} is a Delta table with another schema: {differences}")
 
-    def _table(self, uri: str | None = None) -> DeltaTable:
+    def open(self, uri: str | None = None) -> DeltaTable:
+        """The Delta table at `uri` (the risk table by default), opened under the retry policy."""
         target = uri or self.uri
-        return self._call("open the table", lambda: DeltaTable(target, storage_options=self.options), target)
+        return self.call("open the table", lambda: DeltaTable(target, storage_options=self.options), target)
 
     # -- writing ----------------------------------------------------------------------------
-    def publish(
-        self,
-        run_date: dt.date,
-        shard: int,
-        shard_count: int,
-        tables: Callable[[], Iterator[pa.Table]],
-        metadata: dict[str, Any],
-    ) -> int:
+    def publish(self, run_date: dt.date, shard: int, shard_count: int, tables: Tables, metadata: dict[str, Any]) -> int:
         """Replace this shard's slice of the date with `tables()` in one commit; the version."""
         return self._replace(self.uri, RISK_SCHEMA, run_date, shard, shard_count, tables, metadata)
 
     def publish_quarantine(
-        self,
-        run_date: dt.date,
-        shard: int,
-        shard_count: int,
-        tables: Callable[[], Iterator[pa.Table]],
-        metadata: dict[str, Any],
+        self, run_date: dt.date, shard: int, shard_count: int, tables: Tables, metadata: dict[str, Any]
     ) -> int:
         """The same for the shard's rejected records (an empty slice clears an earlier attempt's)."""
         return self._replace(self.quarantine_uri, QUARANTINE_SCHEMA, run_date, shard, shard_count, tables, metadata)
 
     def _replace(
-        self,
-        uri: str,
-        schema: pa.Schema,
-        run_date: dt.date,
-        shard: int,
-        shard_count: int,
-        tables: Callable[[], Iterator[pa.Table]],
-        metadata: dict[str, Any],
+        self, uri: str, schema: pa.Schema, run_date: dt.date, shard: int, shard_count: int,
+        tables: Tables, metadata: dict[str, Any],
     ) -> int:
         predicate = slice_predicate(run_date, shard, shard_count)
         commit = CommitProperties(
@@ -235,7 +195,7 @@ class RiskTables:
                 raise
             return DeltaTable(uri, storage_options=self.options).version()
 
-        return self._call(f"commit shard {shard} of {run_date.isoformat()}", write, uri)
+        return self.call(f"commit shard {shard} of {run_date.isoformat()}", write, uri)
 
     def _write(
         self, uri: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], predicate: str, commit: CommitProperties
@@ -261,8 +221,8 @@ class RiskTables:
         return self._read(self.quarantine_uri, run_date, columns)
 
     def _read(self, uri: str, run_date: dt.date, columns: list[str] | None) -> pa.Table:
-        table = self._table(uri)
-        return self._call(
+        table = self.open(uri)
+        return self.call(
             "read the table",
             lambda: table.to_pyarrow_table(filters=[("run_date", "=", run_date)], columns=columns),
             uri,
@@ -272,9 +232,9 @@ class RiskTables:
         """One customer's committed rows of a date (the quarantine's with `quarantine`); files are
         skipped by their customer_id statistics, so this reads little of a big date."""
         uri = self.quarantine_uri if quarantine else self.uri
-        table = self._table(uri)
+        table = self.open(uri)
         filters = [("run_date", "=", run_date), ("customer_id", "=", customer_id)]
-        return self._call("read a customer's rows", lambda: table.to_pyarrow_table(filters=filters), uri)
+        return self.call("read a customer's rows", lambda: table.to_pyarrow_table(filters=filters), uri)
 
     def run_dates(self) -> list[dt.date]:
         """Dates with committed rows, newest first (from the log: no listing of objects)."""
@@ -284,8 +244,8 @@ class RiskTables:
         return self._dates(self.quarantine_uri)
 
     def _dates(self, uri: str) -> list[dt.date]:
-        table = self._table(uri)
-        found = self._call("list run dates", table.partitions, uri)
+        table = self.open(uri)
+        found = self.call("list run dates", table.partitions, uri)
         return sorted({dt.date.fromisoformat(p["run_date"]) for p in found}, reverse=True)
 
     def shards(self, run_date: dt.date) -> tuple[int, list[int]]:
@@ -312,57 +272,5 @@ class RiskTables:
 
     # -- housekeeping -----------------------------------------------------------------------
     def housekeeping(self, keep_days: int, today: dt.date, retention_hours: int, dry_run: bool) -> dict[str, Any]:
-        """Delete dates older than `keep_days`, compact small files, vacuum files unreferenced
-        for `retention_hours`, checkpoint the log. Both tables; returns what was (or would be) done."""
-        cutoff = today - dt.timedelta(days=keep_days) if keep_days else None
-        return {
-            name: self._housekeep(uri, cutoff, retention_hours, dry_run)
-            for name, uri in (("risk", self.uri), ("quarantine", self.quarantine_uri))
-        }
-
-    def _housekeep(self, uri: str, cutoff: dt.date | None, retention_hours: int, dry_run: bool) -> dict[str, Any]:
-        table = self._table(uri)
-        done: dict[str, Any] = {"version_before": table.version()}
-        if cutoff is not None:
-            before = cutoff.isoformat()
-            old = sorted({p["run_date"] for p in table.partitions() if p["run_date"] < before})
-            done["dates_removed"] = old
-            if old and not dry_run:
-                self._call("delete old dates", lambda: table.delete(f"run_date < '{before}'"), uri)
-        if not dry_run:
-            metrics = self._call("compact small files", lambda: table.optimize.compact(), uri)
-            done["files_compacted"] = {k: metrics.get(k) for k in ("numFilesRemoved", "numFilesAdded")}
-        fresh = self._table(uri)
-        vacuumed = self._call(
-            "vacuum",
-            lambda: fresh.vacuum(
-                retention_hours=retention_hours, dry_run=dry_run, full=True, enforce_retention_duration=False
-            ),
-            uri,
-        )
-        done["files_vacuumed"] = len(vacuumed)
-        if not dry_run:
-
-            def checkpoint() -> None:
-                fresh.create_checkpoint()
-                fresh.cleanup_metadata()
-
-            self._call("checkpoint the log", checkpoint, uri)
-        done["version_after"] = self._table(uri).version()
-        return done
-
-
-def schema_differences(found: pa.Schema, wanted: pa.Schema) -> str:
-    """'missing a, b; unexpected c; d is int64 not string' (empty when they agree)."""
-    have = {f.name: f.type for f in found}
-    want = {f.name: f.type for f in wanted}
-    parts = []
-    missing = [n for n in want if n not in have]
-    extra = [n for n in have if n not in want]
-    changed = [f"{n} is {have[n]} not {want[n]}" for n in want if n in have and not have[n].equals(want[n])]
-    if missing:
-        parts.append("missing columns " + ", ".join(missing))
-    if extra:
-        parts.append("unexpected columns " + ", ".join(extra))
-    parts.extend(changed)
-    return "; ".join(parts)
+        """Delete dates older than `keep_days`, compact, vacuum, checkpoint (delta_housekeeping)."""
+        return delta_housekeeping.housekeeping(self, keep_days, today, retention_hours, dry_run)
