@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
-from urllib.parse import urlparse
 
 from churn.errors import Interrupted
 from churn.retries import one_line
@@ -63,22 +62,9 @@ def _publish(settings: Settings, run: Any, table_uri: str) -> str:
 
 def report_store(settings: Settings, table_uri: str) -> Any:
     """The `_reports` folder of the risk table at `table_uri`, with score's bounded S3 timeouts."""
-    import pyarrow.fs as pafs
-
     from churn.adapters.manifest_era import filesystem
     from churn.adapters.report_store import FOLDER, ReportStore
-    from churn_jobs.score_io import S3_CONNECT_SECONDS, S3_REQUEST_SECONDS
+    from churn_jobs.score_io import arrow_s3_options
 
-    options: dict[str, Any] = {}
-    if table_uri.startswith("s3://"):
-        options = {
-            "region": settings.aws_region,
-            "connect_timeout": float(S3_CONNECT_SECONDS),
-            "request_timeout": float(S3_REQUEST_SECONDS),
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
-        }
-        if settings.s3_endpoint_url:
-            endpoint = urlparse(settings.s3_endpoint_url)
-            options.update(endpoint_override=endpoint.netloc or endpoint.path, scheme=endpoint.scheme or "https")
-    fs, root = filesystem(table_uri, **options)
+    fs, root = filesystem(table_uri, **arrow_s3_options(settings, table_uri, attempts=3))
     return ReportStore(fs, f"{root}/{FOLDER}", f"{table_uri.rstrip('/')}/{FOLDER}")

@@ -72,7 +72,7 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
 
         store = CustomerStore(clients.mongo_database(settings), settings.customers_collection)
         fields = [schema.id_field, *schema.feature_names, schema.label_field]
-        query = {**customers_filter(settings), schema.label_field: {"$exists": True, "$ne": None}}
+        query = {**settings.customers_query, schema.label_field: {"$exists": True, "$ne": None}}
         try:
             tables = [to_table(batch, schema) for batch in store.batches(query, fields)]
         except OperationFailure as err:  # the server refused the query: a bad filter, not an outage
@@ -109,21 +109,6 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
         log.warning(f"training rows with category values not in the schema were dropped: "
                     f"{training.describe_unknown(unknown)}", extra={"unknown_categories": unknown})
     return summary
-
-
-def customers_filter(settings: Settings) -> dict[str, Any]:
-    """CUSTOMERS_FILTER as a MongoDB query (training reads the same customers `score` does)."""
-    import json
-
-    if not settings.customers_filter:
-        return {}
-    try:
-        value = json.loads(settings.customers_filter)
-    except (json.JSONDecodeError, TypeError) as err:
-        raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object") from err
-    if not isinstance(value, dict):
-        raise ConfigError(f"CUSTOMERS_FILTER={settings.customers_filter!r} is not a JSON object")
-    return value
 
 
 def validate_split(params: Params, layout: Layout) -> dict[str, Any]:
