@@ -28,7 +28,7 @@ from churn.errors import (
 from churn.invocations import ServingOptions, invocations, reasons_wanted
 from churn.model import to_frame
 from churn.params import Params
-from churn.serving_model import ServingModel
+from churn.serving_model import ServingModel, probe_records, unseen_value
 from churn.validation import validate
 
 JSON = "application/json"
@@ -466,3 +466,15 @@ def test_an_unseen_category_is_refused_under_unknown_reject(rejecting: ServingMo
                                                             options: ServingOptions) -> None:
     body = refusal(rejecting, options, {**RECORD, "contract": "Weekly"}).to_dict()
     assert (body["row"], body["field"], body["reason"]) == (0, "contract", "unknown_category")
+
+
+def test_the_reload_probe_scores_unseen_values_on_every_path_only_where_they_are_scored_as_missing(
+    loaded_model: LoadedModel
+) -> None:
+    categorical = [s.name for s in loaded_model.compiled.schema.categorical]
+    probes = probe_records(loaded_model)
+    unseen = [p for p in probes if all(p[name] == unseen_value(()) for name in categorical)]
+    assert len(unseen) == 1
+    assert not any(p[name] == unseen_value(()) for p in probe_records(rejecting_model(loaded_model))
+                   for name in categorical)
+    assert unseen_value(("churn-probe-unseen", "X")) not in ("churn-probe-unseen", "X")
