@@ -140,6 +140,8 @@ def test_train_reports_learned_category_values_in_train_json_and_mlflow(
     monkeypatch.setenv("CHURN_PARAMS", str(params_file))
     table = customers(1_500)
     table = table.append_column("region", pa.array([("North", "South", "East")[i % 3] for i in range(1_500)]))
+    internet = table.column("internet_service").to_pylist()
+    table = with_column(table, "internet_service", ["Satellite" if i % 50 == 0 else v for i, v in enumerate(internet)])
 
     code, output = train(tmp_path, table, monkeypatch)
 
@@ -153,3 +155,6 @@ def test_train_reports_learned_category_values_in_train_json_and_mlflow(
     assert run.data.tags["schema.learned.region"].startswith("3 values: ")
     assert set(run.data.tags["schema.learned.contract"].split(": ")[1].split(", ")) == {
         "Month-to-month", "One year", "Two year"}
+    # A listed category under the default `unknown: missing`: the rows are kept and the values named.
+    assert run.data.tags["validation.unseen_category.internet_service"] == "internet_service='Satellite' x30"
+    assert run.data.metrics["validation.unseen_category_rows"] == 30
