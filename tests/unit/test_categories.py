@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -162,10 +163,17 @@ def test_the_saved_model_and_its_mlflow_metadata_hold_the_learned_values(
                                atol=1e-9)
 
 
-def test_a_model_saved_before_the_unknown_policy_keeps_rejecting_unseen_values() -> None:
+def test_a_model_saved_before_the_unknown_policy_keeps_rejecting_unseen_values(model_dir: Path,
+                                                                              tmp_path: Path) -> None:
     """Its training dropped such rows, so it never learned to score them as missing."""
-    old = {"features": [{"name": "plan", "type": "category", "nullable": False, "values": ["a", "b"]},
-                        {"name": "age", "type": "int", "nullable": False}]}
-    schema = Schema.from_dict(model_format.trained_schema(old))
-    assert schema.by_name["plan"].unknown == "reject"
-    assert validate([{"customer_id": "1", "plan": "c", "age": 3}], schema).rejected.num_rows == 1
+    old = tmp_path / "old-model"
+    shutil.copytree(model_dir, old)
+    mlmodel = yaml.safe_load((old / "MLmodel").read_text())
+    for feature in mlmodel["metadata"]["churn"]["schema"]["features"]:
+        feature.pop("unknown", None)  # as written before the policy existed
+    (old / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+
+    schema = model_format.load(old).compiled.schema
+
+    assert {f.unknown for f in schema.categorical} == {"reject"}
+    assert {f.unknown for f in model_format.load(model_dir).compiled.schema.categorical} == {"missing"}
