@@ -34,17 +34,11 @@ def publish(settings: Settings, run: Any, table_uri: str) -> str | None:
 
 
 def _publish(settings: Settings, run: Any, table_uri: str) -> str:
-    import pyarrow.compute as pc
-
     from churn import drift_report
 
     day, shard, count = run.run.run_date.isoformat(), run.run.shard, run.run.shard_count
-    errors: list[str | None] = []
-    for table in run.quarantine_tables():
-        column = table.column("errors")
-        errors += column.filter(pc.fill_null(pc.match_substring(column, "unknown_category"), False)).to_pylist()
     model = f"{run.model.name} {run.model.version}"
-    counts = drift_report.from_tally(day, shard, count, model, run.tally, drift_report.unseen_categories(errors))
+    counts = drift_report.from_tally(day, shard, count, model, run.tally, run.tally.unseen)
     store = report_store(settings, table_uri)
     store.put(f"{day}/shard-{shard}-of-{count}.json", counts.to_json().encode())
     if count == 1:

@@ -244,6 +244,7 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
         feature_psi=psi[0] if psi else {},
         score_psi=psi[1] if psi else None,
         reject_share=run.tally.reject_share,
+        unseen_share=run.tally.unseen_share(),
         model={"model_name": model.name, "model_version": model.version, "run_id": model.run_id},
     )
     _metrics_sink(settings).success(metrics)

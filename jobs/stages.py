@@ -99,8 +99,10 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
         "data_hash": files.sha256_file(layout.snapshot / "clean.parquet"),
     }
     unknown = training.unknown_categories(result.rejected)
+    unseen = result.unseen_counts(clean_only=True)  # `unknown: missing`: kept, the value missing
     summary["rejects_by_reason"] = training.rejects_by_reason(result.rejected)
     summary["unknown_categories"] = unknown
+    summary["unseen_categories"] = unseen
     files.write_json(summary, layout.snapshot / "snapshot.json")
     log.info("ingested customers", extra=summary)
     if result.rejected.num_rows:
@@ -108,6 +110,10 @@ def ingest(settings: Settings, params: Params, layout: Layout, source: Path | No
     if unknown:
         log.warning(f"training rows with category values not in the schema were dropped: "
                     f"{training.describe_unknown(unknown)}", extra={"unknown_categories": unknown})
+    if unseen:
+        log.warning(f"training rows with category values not in the schema are kept with the value missing "
+                    f"(unknown: missing), as scoring treats them: {training.describe_unknown(unseen)}",
+                    extra={"unseen_categories": unseen})
     return summary
 
 
@@ -119,6 +125,7 @@ def validate_split(params: Params, layout: Layout) -> dict[str, Any]:
     limit = ScoringConfig.from_params(params).max_reject_share
     share = snapshot["rejected"] / max(snapshot["rows"], 1)
     unknown = snapshot.get("unknown_categories", {})
+    unseen = snapshot.get("unseen_categories", {})
     if share > limit:
         reasons = ", ".join(f"{reason} x{count}" for reason, count in snapshot.get("rejects_by_reason", {}).items())
         named = f"; unknown categories: {training.describe_unknown(unknown)}" if unknown else ""
@@ -139,6 +146,8 @@ def validate_split(params: Params, layout: Layout) -> dict[str, Any]:
         "rejects_by_reason": snapshot.get("rejects_by_reason", {}),
         "unknown_categories": unknown,
         "unknown_category_rows": sum(sum(values.values()) for values in unknown.values()),
+        "unseen_categories": unseen,
+        "unseen_category_rows": sum(sum(values.values()) for values in unseen.values()),
         "train_rows": splits.train.num_rows,
         "valid_rows": splits.valid.num_rows,
         "test_rows": splits.test.num_rows,
@@ -164,7 +173,7 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
         "git_commit": git_commit(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    model_format.save(outcome.model, layout.model, to_frame(valid_table, params.schema), extra)
+    model_format.save(outcome.model, layout.model, to_frame(valid_table, outcome.model.schema), extra)
     tracking = Tracking(clients.mlflow_client(settings), artifact_location=settings.artifact_location)
     lineage = {"git_commit": extra["git_commit"], "data_hash": snapshot["data_hash"], "source": snapshot["source"]}
     run_id = tracking.start("train", tags=lineage)
@@ -185,11 +194,16 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
         "trees": outcome.model.best_iteration,
         "search": {"trials": len(search.trials) if search else 0, "seconds": search.seconds if search else 0.0,
                    "budget_seconds": search.budget_seconds if search else 0.0},
-        "validation": {k: validation[k] for k in ("reject_share", "rejected", "unknown_category_rows")
-                       if k in validation},
+        "validation": {k: validation[k] for k in ("reject_share", "rejected", "unknown_category_rows",
+                                                  "unseen_category_rows") if k in validation},
+        "schema": {"learned": {name: found.to_dict() for name, found in outcome.learned.items()}},
     }
     tags = {f"validation.unknown_category.{name}": training.describe_unknown({name: values})
             for name, values in validation.get("unknown_categories", {}).items()}
+    tags.update({f"validation.unseen_category.{name}": training.describe_unknown({name: values})
+                 for name, values in validation.get("unseen_categories", {}).items()})
+    tags.update({f"schema.learned.{name}": learned_values_text(outcome.model.schema.by_name[name].values)
+                 for name in outcome.learned})
     if search and search.fallback:
         tags["search.fallback"] = search.fallback
     tracking.log(run_id, params={**logged_params, "chosen": outcome.chosen}, metrics=logged_metrics, tags=tags)
@@ -208,6 +222,8 @@ def train(settings: Settings, params: Params, layout: Layout) -> dict[str, Any]:
         "trials": len(outcome.search.trials) if outcome.search else 0,
         "search_fallback": outcome.search.fallback if outcome.search else "",
         "importance": outcome.importance,
+        "learned_categories": {name: {**found.to_dict(), "values": list(outcome.model.schema.by_name[name].values)}
+                               for name, found in outcome.learned.items()},
     }
     files.write_json(summary, layout.metrics / "train.json")
     return summary
@@ -320,6 +336,12 @@ def run_all(settings: Settings, params: Params, layout: Layout, source: Path | N
     train(settings, params, layout)
     evaluate(settings, params, layout)
     return promote(settings, params, layout, apply)
+
+
+def learned_values_text(values: tuple[str, ...], limit: int = 20) -> str:
+    """`51 values: CA, TX, ...`: a learned value list as an MLflow tag (the model carries all of them)."""
+    shown = ", ".join(values[:limit])
+    return f"{len(values)} values: {shown}" + (f", ... {len(values) - limit} more" if len(values) > limit else "")
 
 
 def git_commit() -> str:

@@ -186,7 +186,7 @@ class ShardRun:
                 if result.rejected.num_rows:
                     quarantine = quarantine or pq.ParquetWriter(str(self.quarantine_path), QUARANTINE_SCHEMA)
                     quarantine.write_table(self._quarantine_rows(result.rejected, offset))
-                self.tally.add(scored, result.clean, result.rejected.num_rows)
+                self.tally.add(scored, result.clean, result.rejected.num_rows, result.unseen_counts())
                 pool.release_unused()  # hand freed chunk memory back, so RSS tracks the live chunk
                 if self.progress:
                     self.progress(self.tally)

@@ -15,6 +15,9 @@ from churn.raw_columns import UNREADABLE, plain_array
 from churn.schema import FeatureSpec
 
 OK, MISSING, WRONG_TYPE, OUT_OF_BOUNDS, UNKNOWN_CATEGORY, NOT_FINITE = range(6)
+# A category value the model never learned, under `unknown: missing`: the row stays clean and
+# the value is scored as missing. Below OK so that `code > OK` is exactly "rejected".
+UNSEEN = -1
 REASONS = {
     MISSING: "missing",
     WRONG_TYPE: "wrong_type",
@@ -109,6 +112,8 @@ def _check_number(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array,
 
 
 def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    if spec.to_learn:
+        return _check_to_learn(spec, array, n)
     if pa.types.is_dictionary(array.type):
         return _check_category_dictionary(spec, array, n)
     codes = np.zeros(n, dtype=np.int8)
@@ -142,7 +147,7 @@ def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Arra
     index_np = index.to_numpy(zero_copy_only=False)
     present = _np(text.is_valid())
     unknown = present & np.isnan(index_np.astype(np.float64))
-    codes[unknown & (codes == OK)] = UNKNOWN_CATEGORY
+    codes[unknown & (codes == OK)] = UNKNOWN_CATEGORY if spec.unknown == "reject" else UNSEEN
     if not spec.nullable:
         codes[~present & (codes == OK)] = MISSING
     ok = codes == OK
@@ -173,6 +178,28 @@ def _check_category_dictionary(spec: FeatureSpec, array: pa.DictionaryArray, n: 
     code_type = np.int8 if len(spec.values) <= 127 else np.int32
     indices = pa.array(value_codes.astype(code_type), mask=~keep)
     return pa.DictionaryArray.from_arrays(indices, pa.array(spec.values, pa.string())), codes
+
+
+def _check_to_learn(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
+    """A category whose values training has yet to learn: any text is a value (trimmed; a blank
+    one is missing), dictionary-encoded. Training maps it to the learned values afterwards."""
+    codes = np.zeros(n, dtype=np.int8)
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    if pa.types.is_string(array.type):
+        unreadable = pc.fill_null(pc.equal(array, UNREADABLE), False)
+        codes[_np(unreadable)] = WRONG_TYPE
+        text = pc.utf8_trim_whitespace(pc.if_else(unreadable, pa.scalar(None, pa.string()), array))
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    elif pa.types.is_null(array.type):
+        text = pa.nulls(n, pa.string())
+    else:
+        codes[_np(array.is_valid())] = WRONG_TYPE
+        text = pa.nulls(n, pa.string())
+    if not spec.nullable:
+        codes[_np(text.is_null()) & (codes == OK)] = MISSING
+    text = pc.if_else(pa.array(codes == OK), text, pa.scalar(None, pa.string()))
+    return pc.dictionary_encode(text), codes
 
 
 def check_label(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:

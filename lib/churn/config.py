@@ -25,7 +25,7 @@ OBJECTIVES = ("log_loss", "roc_auc")
 SCORING_KEYS = ("chunk_rows", "risk_bands", "reason_threshold", "top_reasons", "max_reject_share", "keep_days")
 SERVING_KEYS = ("max_rows",)
 SCHEMA_KEYS = ("id_field", "label_field", "status_field", "active_status", "revenue_field", "features")
-FEATURE_KEYS = ("name", "type", "nullable", "min", "max", "values", "unit")
+FEATURE_KEYS = ("name", "type", "nullable", "min", "max", "values", "unit", "unknown", "max_values")
 
 
 def check_keys(where: str, given: Iterable[str], known: Iterable[str]) -> None:

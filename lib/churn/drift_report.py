@@ -22,6 +22,7 @@ from churn.profile import psi
 
 WATCH, DRIFTED = 0.1, 0.2  # PSI: below WATCH stable; DRIFTED is the alert's threshold (observability/)
 TOP_UNSEEN = 5  # unseen values listed per field
+TREATMENT = {"reject": "(rejected)", "missing": "(scored as missing)"}  # by the feature's `unknown` policy
 
 
 @dataclass
@@ -40,8 +41,11 @@ class DriftCounts:
     score_counts: list[float]
     reference: dict[str, Any] | None  # {"features": {...}, "score": {...}} or None: no reference saved
     feature_counts: dict[str, list[float]] = field(default_factory=dict)
-    unseen: dict[str, dict[str, int]] = field(default_factory=dict)  # field -> unseen value -> records
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)  # field -> unseen value -> records read
     generated_at: str = ""
+    # field -> what happened to records with an unseen value: "reject" (quarantined) or "missing"
+    # (scored with the value missing); empty in counts written before the policy existed.
+    unseen_policy: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -59,18 +63,6 @@ class DriftCounts:
             for name, counts in self.feature_counts.items()
         }
         return features, psi(self.reference["score"]["shares"], np.asarray(self.score_counts))
-
-
-def unseen_categories(errors: Iterable[str | None]) -> dict[str, dict[str, int]]:
-    """Records rejected for an unknown category, by field and value, from quarantine `errors` JSON."""
-    found: dict[str, Counter[str]] = {}
-    for text in errors:
-        if not text or "unknown_category" not in text:
-            continue
-        for problem in json.loads(text):
-            if problem.get("reason") == "unknown_category":
-                found.setdefault(problem["field"], Counter())[str(problem.get("value"))] += 1
-    return {name: dict(counts) for name, counts in found.items()}
 
 
 def merge(parts: Sequence[DriftCounts]) -> DriftCounts:
@@ -97,6 +89,7 @@ def merge(parts: Sequence[DriftCounts]) -> DriftCounts:
         feature_counts={name: _add(p.feature_counts[name] for p in parts) for name in first.feature_counts},
         unseen={name: dict(values) for name, values in unseen.items()},
         generated_at=max(p.generated_at for p in parts),
+        unseen_policy={name: policy for p in parts for name, policy in p.unseen_policy.items()},
     )
 
 
@@ -204,12 +197,13 @@ def render(counts: DriftCounts) -> str:
     for name, value in ordered:
         missing = _shares(counts.feature_counts[name])[-1]
         unseen = sum(counts.unseen.get(name, {}).values())
+        shown = f"{unseen / counts.rows_read:.2%} {TREATMENT.get(counts.unseen_policy.get(name, ''), '')}".strip()
         rows.append([name, f"{value:.3f}", status(value), f"{missing:.1%}",
-                     f"{unseen / counts.rows_read:.2%}" if counts.rows_read and unseen else ""])
+                     shown if counts.rows_read and unseen else ""])
         attrs.append(f' class="{status(value)}" data-feature="{html.escape(name)}" data-psi="{value!r}"')
     if rows:
         out.append("<h2>Features, most drifted first</h2>")
-        out.append(_table(["feature", "PSI", "status", "missing", "unseen categories (rejected)"], rows, attrs))
+        out.append(_table(["feature", "PSI", "status", "missing", "unseen values"], rows, attrs))
     score_labels = bin_labels(counts.score_edges, missing=False)
     reference_scores = counts.reference["score"]["shares"] if counts.reference else None
     out.append("<h2>Churn probability</h2>")
@@ -219,10 +213,11 @@ def render(counts: DriftCounts) -> str:
     out.append(_table(["risk band", "customers", "share"],
                       [[b, f"{n:,}", f"{n / band_total:.1%}" if band_total else ""] for b, n in counts.bands.items()]))
     if counts.unseen:
-        out.append("<h2>Unseen categories</h2><p>Values outside the schema's list: these records were rejected "
-                   "(see <code>churn risk quarantine</code>).</p>")
-        out.append(_table(["field", "value", "records"], [
-            [name, value, f"{n:,}"]
+        out.append("<h2>Unseen categories</h2><p>Values the model was not trained on, in the records read. Per "
+                   "the feature's <code>unknown</code> policy in params.yaml, such a record was rejected (see "
+                   "<code>churn risk quarantine</code>) or scored with the value missing.</p>")
+        out.append(_table(["field", "value", "records", "treated as"], [
+            [name, value, f"{n:,}", TREATMENT.get(counts.unseen_policy.get(name, ""), "")]
             for name, values in sorted(counts.unseen.items())
             for value, n in sorted(values.items(), key=lambda item: -item[1])[:TOP_UNSEEN]
         ]))
@@ -245,7 +240,8 @@ def from_tally(
     run_date: str, shard: int, shard_count: int, model: str, tally: Any, unseen: dict[str, dict[str, int]]
 ) -> DriftCounts:
     """One shard's counts from its run's scoring.Tally (its ProfileCounter holds the reference;
-    without one, the score histogram of the tally, and no comparison)."""
+    without one, the score histogram of the tally, and no comparison); `unseen` is the tally's
+    count of values outside each category's list, as the validator found them."""
     counter = tally.profile
     if counter is None:
         # Tally buckets count p <= 0.1, 0.2, ..., 1.0 (and > 1.0, never): ten bins cut at 0.1 ... 0.9.
@@ -257,7 +253,8 @@ def from_tally(
         edges = [float(e) for e in counter.profile["score"]["edges"]]
         reference = counter.profile
         features = {name: [float(c) for c in values] for name, values in counter.counts.items()}
+    policy = {spec.name: spec.unknown for spec in tally.schema.categorical}
     return DriftCounts(
         run_date, shard_count, [shard], [model], tally.read, tally.scored, tally.rejected, dict(tally.bands),
-        edges, scores, reference, features, unseen, now_text(),
+        edges, scores, reference, features, unseen, now_text(), policy,
     )

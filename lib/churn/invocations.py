@@ -20,7 +20,7 @@ from churn.errors import ConfigError, InvalidInput, InvalidRecord, PayloadTooLar
 from churn.params import Params
 from churn.scoring import ScoringConfig
 from churn.serving_model import ServingModel
-from churn.validation import describe, validate
+from churn.validation import ValidationResult, describe, validate
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint payload limit
 MAX_LISTED_ERRORS = 50
@@ -96,11 +96,13 @@ def reasons_wanted(value: str | None, options: ServingOptions, n_features: int) 
 
 def score(parsed: payloads.Parsed, model: ServingModel, options: ServingOptions, reasons: int = 0) -> answers.Scores:
     """Probabilities, predictions, bands and (if asked) reasons for parsed records."""
-    x, ids, probability = _fast(parsed, model)
+    x, ids, probability, unseen = _fast(parsed, model)
     if x is None:
-        clean = _validated(parsed, model)
+        result = _validated(parsed, model)
+        clean = result.clean
         x, ids = model.loaded.compiled.matrix(clean), clean.column(model.schema.id_field).to_pylist()
         probability = model.loaded.compiled.probability(x)
+        unseen = result.unseen_in_clean()
     return answers.Scores(
         probability=probability,
         churn=probability >= model.loaded.compiled.threshold,
@@ -110,24 +112,40 @@ def score(parsed: payloads.Parsed, model: ServingModel, options: ServingOptions,
         given_ids=parsed.given_ids,
         reasons=_reasons(model, x, reasons) if reasons > 0 else None,
         reasons_wanted=reasons,
+        unseen=_unseen_lists(unseen, model.loaded.compiled.feature_order, len(ids)),
     )
 
 
-def _fast(parsed: payloads.Parsed, model: ServingModel) -> tuple[Any, list[str], Any]:
-    """Matrix, ids and probabilities from the fast path; (None, [], None) when the validator must judge."""
+Unseen = dict[str, np.ndarray]  # feature -> mask of the records whose value was scored as missing
+
+
+def _fast(parsed: payloads.Parsed, model: ServingModel) -> tuple[Any, list[str], Any, Unseen]:
+    """Matrix, ids, probabilities and unseen values from the fast path; x None when the validator must judge."""
     if parsed.single and parsed.records:
         encoded = model.encoder.encode(parsed.records[0])
         if encoded is not None:
-            return encoded.row, [encoded.customer_id or ""], model.scorer.probability(encoded.row)
-        return None, [], None
+            unseen = {name: np.ones(1, dtype=bool) for name in encoded.unseen}
+            return encoded.row, [encoded.customer_id or ""], model.scorer.probability(encoded.row), unseen
+        return None, [], None, {}
     names = [model.schema.id_field, *model.schema.feature_names]
     batch = model.encoder.encode_batch(parsed.field_columns(names), parsed.n_rows, text=parsed.table is not None)
     if batch is None:
-        return None, [], None
-    return batch.x, batch.ids, model.loaded.compiled.probability(batch.x)
+        return None, [], None, {}
+    return batch.x, batch.ids, model.loaded.compiled.probability(batch.x), batch.unseen
 
 
-def _validated(parsed: payloads.Parsed, model: ServingModel) -> pa.Table:
+def _unseen_lists(unseen: Unseen, order: list[str], n: int) -> list[list[str]] | None:
+    """Each record's features whose value the model never learned (in feature order); None if no record has one."""
+    if not unseen:
+        return None
+    out: list[list[str]] = [[] for _ in range(n)]
+    for name in (name for name in order if name in unseen):
+        for i in np.flatnonzero(unseen[name]).tolist():
+            out[i].append(name)
+    return out
+
+
+def _validated(parsed: payloads.Parsed, model: ServingModel) -> ValidationResult:
     data: Any = parsed.records if parsed.records is not None else parsed.table
     try:
         result = validate(data, model.schema)
@@ -138,7 +156,7 @@ def _validated(parsed: payloads.Parsed, model: ServingModel) -> pa.Table:
         raise InvalidInput(f"the records could not be read: {str(err)[:200]}") from err
     if result.rejected.num_rows:
         raise _invalid(result.rejected, parsed)
-    return result.clean
+    return result
 
 
 def _invalid(rejected: pa.Table, parsed: payloads.Parsed) -> InvalidRecord:

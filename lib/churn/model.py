@@ -23,6 +23,7 @@ from sklearn.metrics import precision_recall_curve
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
+from churn import categories
 from churn.params import Params
 from churn.schema import Schema
 
@@ -65,14 +66,21 @@ class TrainedModel:
 
 
 def to_frame(clean: pa.Table, schema: Schema) -> pd.DataFrame:
-    """Features of a validated table as the DataFrame the pipeline expects."""
+    """Features of a validated table as the DataFrame the pipeline expects.
+
+    Categories are read by value into `schema`'s list (a table validated under another
+    schema, or with values still to learn, is recoded as the validator reads it); a value
+    outside the list is missing, as the pipeline's encoder would make it anyway.
+    """
     data: dict[str, Any] = {}
     for spec in schema.features:
         column = clean.column(spec.name)
         if spec.is_numeric:
             data[spec.name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
         else:
-            data[spec.name] = pd.Categorical(column.to_pylist(), categories=list(spec.values))
+            found = categories.codes(column, spec)
+            data[spec.name] = pd.Categorical.from_codes(np.where(np.isnan(found), -1, found).astype(np.int64),
+                                                        categories=list(spec.values))
     return pd.DataFrame(data)
 
 

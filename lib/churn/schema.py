@@ -1,7 +1,9 @@
 """The feature schema: names, types, bounds and allowed values, read from params.yaml.
 
 Nothing here knows the nine seed fields: a user points the system at other columns by
-editing `schema:` in params.yaml.
+editing `schema:` in params.yaml. A category may leave out `values:`: training learns them
+from the non-test rows (churn.categories) and the model carries the resolved schema, so
+scoring and serving judge against exactly the values the model was trained on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ from typing import Any, Literal
 from churn.errors import ConfigError
 
 FieldType = Literal["int", "float", "category"]
+Unknown = Literal["missing", "reject"]
 _TYPES = ("int", "float", "category")
+UNKNOWN_POLICIES = ("missing", "reject")
+# Learned values kept per category when `max_values` is not given: a 50-state column fits
+# with room to spare; a column of identifiers does not (churn.categories refuses those).
+MAX_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -26,10 +33,19 @@ class FeatureSpec:
     max: float | None = None
     values: tuple[str, ...] = ()
     unit: str | None = None  # what a number counts ("months"), for explanations in words
+    # A category value the model was not trained on: scored as missing, or the record rejected.
+    unknown: Unknown = "missing"
+    max_values: int = MAX_VALUES  # learned values kept at most (the rest are unseen)
+    learned: bool = False  # the values were learned from training rows, not listed in params.yaml
 
     @property
     def is_numeric(self) -> bool:
         return self.type != "category"
+
+    @property
+    def to_learn(self) -> bool:
+        """A category whose values training has still to learn (params.yaml left them out)."""
+        return not self.is_numeric and not self.values
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}
@@ -38,7 +54,9 @@ class FeatureSpec:
             if self.unit:
                 out["unit"] = self.unit
         else:
-            out["values"] = list(self.values)
+            out.update({"values": list(self.values), "unknown": self.unknown})
+            if self.learned or self.to_learn:
+                out.update({"learned": True, "max_values": self.max_values})
         return out
 
 
@@ -69,6 +87,11 @@ class Schema:
     def categorical(self) -> list[FeatureSpec]:
         return [f for f in self.features if not f.is_numeric]
 
+    @property
+    def to_learn(self) -> list[FeatureSpec]:
+        """Categories whose values training learns (left out of params.yaml)."""
+        return [f for f in self.features if f.to_learn]
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Schema:
         """Build and check a schema from the `schema:` mapping of params.yaml."""
@@ -82,11 +105,16 @@ class Schema:
             ftype = item.get("type")
             if ftype not in _TYPES:
                 raise ConfigError(f"{where}.type={ftype!r} is not one of {_TYPES}")
-            values = tuple(str(v) for v in item.get("values", ()))
-            if ftype == "category" and not values:
-                raise ConfigError(f"{where} ({item['name']}) is a category with no values")
+            raw_values = item.get("values")
+            if raw_values is not None and (not isinstance(raw_values, (list, tuple)) or not raw_values):
+                raise ConfigError(f"{where}.values ({item['name']}) must be a non-empty list; leave it out to "
+                                  "learn the values from the training data")
+            values = tuple(str(v) for v in raw_values or ())
+            if values and ftype != "category":
+                raise ConfigError(f"{where}.values ({item['name']}) is only for a category")
             if len(set(values)) != len(values):
                 raise ConfigError(f"{where} ({item['name']}) repeats a value")
+            unknown, max_values = _category_rules(where, item, ftype, values)
             lo, hi = item.get("min"), item.get("max")
             for bound, value in (("min", lo), ("max", hi)):
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -105,6 +133,9 @@ class Schema:
                     max=None if hi is None else float(hi),
                     values=values,
                     unit=unit.strip() if unit else None,
+                    unknown=unknown,
+                    max_values=max_values,
+                    learned=bool(item.get("learned", False)) and bool(values),
                 )
             )
         names = [s.name for s in specs]
@@ -132,3 +163,22 @@ class Schema:
             "revenue_field": self.revenue_field,
             "features": [f.to_dict() for f in self.features],
         }
+
+
+def _category_rules(where: str, item: dict[str, Any], ftype: str, values: tuple[str, ...]) -> tuple[Unknown, int]:
+    """`unknown` (reject | missing) and `max_values` (learned values only), checked."""
+    name = item["name"]
+    for key in ("unknown", "max_values"):
+        if key in item and ftype != "category":
+            raise ConfigError(f"{where}.{key} ({name}) is only for a category")
+    unknown = item.get("unknown", "missing")
+    if unknown not in UNKNOWN_POLICIES:
+        raise ConfigError(f"{where}.unknown={unknown!r} ({name}) must be one of {', '.join(UNKNOWN_POLICIES)}")
+    policy: Unknown = "reject" if unknown == "reject" else "missing"
+    max_values = item.get("max_values", MAX_VALUES)
+    if isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1:
+        raise ConfigError(f"{where}.max_values={max_values!r} ({name}) must be an integer >= 1")
+    if "max_values" in item and values and not item.get("learned"):
+        raise ConfigError(f"{where}.max_values ({name}) caps learned values: leave out `values:` to learn them, "
+                          "or drop max_values")
+    return policy, int(max_values)

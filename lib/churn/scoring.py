@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # Upper bounds of the score histogram (Prometheus buckets; +Inf is implied).
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+# Distinct unseen values a run remembers per feature (for the drift report); rows holding
+# any other are still counted, under OTHER_VALUES, so a column of garbage cannot grow memory.
+MAX_UNSEEN_VALUES = 1_000
+OTHER_VALUES = "(other values)"
 
 
 @dataclass(frozen=True)
@@ -250,9 +254,15 @@ class Tally:
     bands: dict[str, int] = field(default_factory=dict)
     buckets: np.ndarray = field(default_factory=lambda: np.zeros(len(SCORE_BUCKETS) + 1, dtype=np.int64))
     score_sum: float = 0.0
+    # Per category feature, values outside the model's list and the rows read that held them
+    # (rejected under `unknown: reject`, scored as missing under `unknown: missing`).
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, scored: Scored, clean: pa.Table, rejected: int) -> None:
+    def add(self, scored: Scored, clean: pa.Table, rejected: int,
+            unseen: dict[str, dict[str, int]] | None = None) -> None:
         self.read += clean.num_rows + rejected
+        for name, values in (unseen or {}).items():
+            self._count_unseen(name, values)
         self.rejected += rejected
         self.scored += clean.num_rows
         self.flagged += scored.flagged
@@ -268,9 +278,21 @@ class Tally:
             features = scored.features or feature_arrays(clean, self.schema)
             self.profile.add(features, scored.probability)
 
+    def _count_unseen(self, name: str, values: dict[str, int]) -> None:
+        known = self.unseen.setdefault(name, {})
+        for value, count in values.items():
+            if value not in known and len(known) >= MAX_UNSEEN_VALUES:
+                value = OTHER_VALUES
+            known[value] = known.get(value, 0) + count
+
     @property
     def reject_share(self) -> float:
         return self.rejected / self.read if self.read else 0.0
+
+    def unseen_share(self) -> dict[str, float]:
+        """Share of the rows read whose value of each category feature the model never learned (0 if none)."""
+        return {spec.name: sum(self.unseen.get(spec.name, {}).values()) / self.read if self.read else 0.0
+                for spec in self.schema.categorical}
 
     def psi(self) -> tuple[dict[str, float], float] | None:
         """Drift against the model's reference profile; None (with a warning) if it cannot be compared.

@@ -1,7 +1,8 @@
 """A loaded model made ready for requests: the record encoder built and a probe scored.
 
 The probe is the gate for hot reload: a model whose fast path, compiled path and sklearn
-Pipeline disagree on a plain record (or give no probability) is never swapped in.
+Pipeline disagree on a plain record, or on one with category values the model never learned
+(or give no probability), is never swapped in.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class ServingModel:
         checked = validate([record], self.schema)
         if encoded is None or checked.clean.num_rows != 1:
             raise InvalidModel(f"model {self.loaded.version}: the probe record {record} does not validate")
+        if set(encoded.unseen) != set(checked.unseen_in_clean()):
+            raise InvalidModel(f"model {self.loaded.version}: the fast path and the validator disagree on which "
+                               f"values of the probe record {record} are unseen")
         fast = float(self.scorer.probability(encoded.row)[0])
         general = float(compiled.probability(compiled.matrix(checked.clean))[0])
         reference = float(self.loaded.trained.predict_proba(to_frame(checked.clean, self.schema))[0])
@@ -81,7 +85,8 @@ class ServingModel:
 
 
 def probe_records(loaded: LoadedModel) -> list[dict[str, Any]]:
-    """A typical record (training medians, first categories) and, if any field may be missing, a sparse one."""
+    """A typical record (training medians, first categories), a sparse one if any field may be missing,
+    and one whose categories are values the model never learned if any is scored as missing."""
     schema = loaded.compiled.schema
     fills = dict(zip([s.name for s in schema.numeric], np.asarray(loaded.compiled.fill).tolist()))
     typical: dict[str, Any] = {schema.id_field: "probe"}
@@ -97,4 +102,14 @@ def probe_records(loaded: LoadedModel) -> list[dict[str, Any]]:
         else:
             typical[spec.name] = spec.values[0]
     sparse = {**typical, **{s.name: None for s in schema.features if s.nullable}}
-    return [typical, sparse] if sparse != typical else [typical]
+    unseen = {**typical, **{s.name: unseen_value(s.values) for s in schema.categorical if s.unknown == "missing"}}
+    return [typical] + [record for record in (sparse, unseen) if record != typical]
+
+
+def unseen_value(values: tuple[str, ...]) -> str:
+    """A plain value that no case or spacing of `values` matches."""
+    taken = {v.strip().lower() for v in values}
+    value = "churn-probe-unseen"
+    while value in taken:
+        value += "-"
+    return value

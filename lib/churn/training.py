@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from sklearn.model_selection import train_test_split
 
-from churn import evaluation, profile, tuning
+from churn import categories, evaluation, profile, tuning
 from churn.compiled import CompiledModel
 from churn.errors import InvalidInput
 from churn.model import TrainedModel, fit, labels, out_of_fold_probability, to_frame
@@ -98,6 +98,7 @@ class TrainingOutcome:
     cv: dict[str, float] = field(default_factory=dict)
     search: tuning.SearchResult | None = None
     chosen: dict[str, Any] = field(default_factory=dict)
+    learned: dict[str, categories.Learned] = field(default_factory=dict)  # categories whose values were learned
 
 
 def non_test(train_table: pa.Table, valid_table: pa.Table) -> pa.Table:
@@ -109,11 +110,14 @@ def train(params: Params, train_table: pa.Table, valid_table: pa.Table) -> Train
     """Search (if enabled) on the K folds of every non-test row, refit on all of them, build the profile.
 
     Calibration, the threshold and the reported `valid_metrics` come from out-of-fold
-    predictions; the test split is not an argument, so it cannot leak in.
+    predictions; the test split is not an argument, so it cannot leak in. Categories without
+    `values:` learn them here, from these rows only; the model carries the learned schema.
     """
-    schema = params.schema
     started = time.perf_counter()
     rows = non_test(train_table, valid_table)
+    schema, learned = categories.learn(params.schema, rows)
+    params = replace(params, schema=schema)
+    rows = categories.recode(rows, schema)
     frame, y = to_frame(rows, schema), labels(rows, schema)
     check_sizes(rows.num_rows, class_counts(y)[0], params)
     found = tuning.search(params, frame, y)
@@ -132,7 +136,7 @@ def train(params: Params, train_table: pa.Table, valid_table: pa.Table) -> Train
                "trials": len(found.trials), "oof_f1": round(valid_metrics["f1"], 4)},
     )
     return TrainingOutcome(model, seconds, valid_metrics, reference, importance, found.crossfit.scores(), found,
-                           found.best)
+                           found.best, learned)
 
 
 def encoded_to_features(model: TrainedModel) -> list[str]:

@@ -6,24 +6,29 @@ strings, mixed types from MongoDB or JSON) are coerced when unambiguous and reje
 not. Every rejected row keeps its original record (capped: long strings and big containers
 are cut, so a 15 MB document cannot make a 16 MB quarantine entry) and the field and reason
 of each problem, with the allowed values or bounds where that is the reason.
+
+A category value outside the schema's list is either a rejection (`unknown: reject`) or, by
+default (`unknown: missing`), kept as a missing value; either way the result lists it in
+`unseen`, so callers count how often each feature holds a value the model never learned.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from churn.coercion import OK, REASONS, check_feature, check_id, check_label
+from churn.coercion import OK, REASONS, UNKNOWN_CATEGORY, UNSEEN, check_feature, check_id, check_label
 from churn.raw_columns import UNREADABLE, columns_of, to_table
 from churn.schema import FeatureSpec, Schema
 
-__all__ = ["REJECTED_SCHEMA", "ValidationResult", "describe", "move_to_rejected", "to_table", "validate"]
+__all__ = ["REJECTED_SCHEMA", "Unseen", "ValidationResult", "describe", "move_to_rejected", "to_table", "validate"]
 
 JsonDefault = Callable[[Any], Any]  # json.dumps(default=...): how a source's own types are written
 MAX_TEXT = 1_000  # characters of one string kept in a rejected record
@@ -47,16 +52,48 @@ Data = Any  # an Arrow table, a pandas DataFrame (not imported here) or a list o
 
 
 @dataclass(frozen=True)
+class Unseen:
+    """The input rows of one category feature holding a value outside its list, and those values."""
+
+    rows: np.ndarray  # positions in the input, ascending
+    values: list[str]  # the value each row held (as text, capped)
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     """Clean rows (typed, categories as dictionary codes) and rejected rows with reasons."""
 
     clean: pa.Table
     rejected: pa.Table
     clean_rows: np.ndarray  # positions of the clean rows in the input, in order
+    # Per category feature with any: rows whose value is not in its list, rejected
+    # (`unknown: reject`) or clean with the value missing (`unknown: missing`).
+    unseen: dict[str, Unseen] = field(default_factory=dict)
 
     @property
     def n_input(self) -> int:
         return self.clean.num_rows + self.rejected.num_rows
+
+    def unseen_counts(self, clean_only: bool = False) -> dict[str, dict[str, int]]:
+        """Per feature, each unseen value and how many rows held it (all input rows, or the clean ones)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, found in self.unseen.items():
+            values = found.values
+            if clean_only:
+                kept = np.isin(found.rows, self.clean_rows)
+                values = [v for v, k in zip(values, kept.tolist()) if k]
+            if values:
+                out[name] = dict(Counter(values).most_common())
+        return out
+
+    def unseen_in_clean(self) -> dict[str, np.ndarray]:
+        """Per feature with any, which clean rows (a mask in clean order) hold a value scored as missing."""
+        out = {}
+        for name, found in self.unseen.items():
+            mask = np.isin(self.clean_rows, found.rows)
+            if mask.any():
+                out[name] = mask
+        return out
 
 
 def validate(
@@ -82,13 +119,26 @@ def validate(
 
     bad = np.zeros(n_rows, dtype=bool)
     for field_codes in codes.values():
-        bad |= field_codes != OK
+        bad |= field_codes > OK  # UNSEEN (below OK) keeps the row
     keep = ~bad
     mask = pa.array(keep)
     clean = pa.table({name: arr.filter(mask) for name, arr in out.items()})
     clean_rows = np.flatnonzero(keep)
     rejected = _rejections(np.flatnonzero(bad), codes, columns, records, schema, json_default or _text)
-    return ValidationResult(clean=clean, rejected=rejected, clean_rows=clean_rows)
+    return ValidationResult(clean=clean, rejected=rejected, clean_rows=clean_rows,
+                            unseen=_unseen(schema, codes, columns))
+
+
+def _unseen(schema: Schema, codes: dict[str, np.ndarray], columns: dict[str, pa.Array]) -> dict[str, Unseen]:
+    """Rows of each category feature whose value is outside its list, with the values they held."""
+    found = {}
+    for spec in schema.categorical:
+        field_codes = codes[spec.name]
+        rows = np.flatnonzero((field_codes == UNSEEN) | (field_codes == UNKNOWN_CATEGORY))
+        if rows.size:
+            values = columns[spec.name].take(pa.array(rows)).to_pylist()
+            found[spec.name] = Unseen(rows, [str(_capped(v)) for v in values])
+    return found
 
 
 def move_to_rejected(
@@ -150,7 +200,7 @@ def _rejections(
         problems = []
         for name, field_codes in codes.items():
             code = int(field_codes[row])
-            if code != OK:
+            if code > OK:
                 value = columns[name][row].as_py()
                 if value == UNREADABLE and isinstance(original, dict):
                     value = original.get(name)  # the value as the source holds it, not our marker

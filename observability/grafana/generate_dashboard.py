@@ -419,6 +419,21 @@ LAYOUT: list[tuple[dict[str, Any], int, int]] = [
         8,
     ),
     (
+        timeseries(
+            "Unseen category values (share of customers)",
+            _targets(
+                (f"max by (namespace, feature) ({batch('churn_scoring_unseen_category_share')})",
+                 "{{namespace}} {{feature}}"),
+            ),
+            unit="percentunit",
+            thresholds=_thresholds((None, "green"), (0.05, "red")),
+            description="Share of the customers read whose value of a category feature the model never learned "
+            "(scored as missing, or rejected under unknown: reject; max over shards). Alert above 5%.",
+        ),
+        8,
+        8,
+    ),
+    (
         heatmap(
             "Batch score distribution per run",
             [_target(f"sum by (le) ({batch('churn_scoring_probability_bucket')})", "{{le}}", format="heatmap")],

@@ -50,6 +50,7 @@ CONTRACT = {
         "churn_scoring_last_success_timestamp_seconds": ("gauge", set()),
         "churn_scoring_last_failure_timestamp_seconds": ("gauge", set()),
         "churn_scoring_reject_share": ("gauge", set()),
+        "churn_scoring_unseen_category_share": ("gauge", {"feature"}),
     },
 }
 

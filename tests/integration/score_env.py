@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
+from unknown_policy import rejected_kind
 
 import services
 from churn import generator
@@ -63,8 +63,9 @@ def active_customers_fixture() -> pa.Table:
 
 
 def injected_rejects(customers: pa.Table) -> list[str]:
-    kinds = pc.fill_null(customers.column("dirty_kind"), "")
-    return sorted(customers.filter(pc.starts_with(kinds, "reject:")).column("customer_id").to_pylist())
+    """Ids of the rows validation rejects (an unseen category is scored as missing: `unknown: missing`)."""
+    rejected = pa.array([rejected_kind(k) for k in customers.column("dirty_kind").to_pylist()])
+    return sorted(customers.filter(rejected).column("customer_id").to_pylist())
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:

@@ -57,7 +57,9 @@ def test_hostile_documents_cost_one_row_each_and_both_sinks_agree(
         "capitalised_status": dict(docs[4], customer_id="H-ACTIVE", status="Active"),
         "int_duplicate": dict(docs[5], customer_id=12345),
         "string_duplicate": dict(docs[6], customer_id="12345"),
-        "fifteen_megabytes": dict(docs[7], customer_id="H-HUGE", contract=huge, payment_method=huge, notes=huge),
+        # An unseen contract alone is scored as missing (`unknown: missing`): the negative tenure rejects it.
+        "fifteen_megabytes": dict(docs[7], customer_id="H-HUGE", contract=huge, payment_method=huge, notes=huge,
+                                  tenure=-1),
         "binary_contract_last": dict(docs[8], customer_id="H-BIN-2", contract=b"One year"),
     }
     # Documents are read in _id order: the hostile ones first, middle and last among the good.
@@ -87,7 +89,7 @@ def test_hostile_documents_cost_one_row_each_and_both_sinks_agree(
         quarantine["12345"]["reason"] == "duplicate_id"
         and json.loads(quarantine["12345"]["record"])["customer_id"] == "12345"
     )  # the int came first in _id order and was kept
-    assert quarantine["H-HUGE"]["reason"] == "unknown_category" and len(quarantine["H-HUGE"]["record"]) < 25_000
+    assert quarantine["H-HUGE"]["reason"] == "out_of_bounds" and len(quarantine["H-HUGE"]["record"]) < 25_000
     delta_quarantine = tables(s3_server, s3_bucket).read_quarantine(dt.date.fromisoformat(DAY))
     assert sorted(delta_quarantine.column("customer_id").to_pylist()) == sorted(quarantine)
 

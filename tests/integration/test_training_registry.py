@@ -300,7 +300,8 @@ def test_a_search_that_runs_out_of_budget_says_so_in_mlflow(tmp_path, settings, 
 
 
 def test_unknown_category_values_in_training_rows_are_named_in_mlflow(tmp_path, settings, params, labelled):
-    """Issue 14: a value missing from the schema in a few training rows is named with its count."""
+    """Issue 14: a value missing from the schema in a few training rows is named with its count (issue 10:
+    under the default `unknown: missing` the rows are kept with the value missing, as scoring treats them)."""
     contract = labelled.column("contract").to_pylist()
     for i in range(0, 4_000, 100):
         contract[i] = "Monthly"
@@ -309,7 +310,7 @@ def test_unknown_category_values_in_training_rows_are_named_in_mlflow(tmp_path, 
     run_pipeline(tmp_path, settings, params, table)
 
     validation = files.read_json(tmp_path / "metrics" / "validation.json")
-    assert validation["unknown_categories"] == {"contract": {"Monthly": 40}}
+    assert validation["unseen_categories"] == {"contract": {"Monthly": 40}} and validation["unknown_categories"] == {}
     run = clients.mlflow_client(settings).get_run(files.read_json(tmp_path / "metrics" / "train.json")["run_id"])
-    assert run.data.tags["validation.unknown_category.contract"] == "contract='Monthly' x40"
-    assert run.data.metrics["validation.unknown_category_rows"] == 40
+    assert run.data.tags["validation.unseen_category.contract"] == "contract='Monthly' x40"
+    assert run.data.metrics["validation.unseen_category_rows"] == 40

@@ -148,3 +148,27 @@ def test_shell_completion_scripts_and_completions_come_from_click() -> None:
     assert script.returncode == 0 and "complete -o nosort -F _churn_completion churn" in script.stdout
     assert "plain,backfill" in complete("churn ba", 1)
     assert {"plain,list", "plain,rollback"} <= set(complete("churn model ", 2))
+
+
+def test_score_writes_the_share_of_unseen_category_values_per_feature_to_its_metrics(
+    tmp_path: Path, local_job: dict[str, str]
+) -> None:
+    import pyarrow.compute as pc
+    from prometheus_client.parser import text_string_to_metric_families
+
+    source = tmp_path / "unseen.parquet"
+    table = pq.read_table(tmp_path / "customers.parquet")
+    contract = table.column("contract").to_pylist()
+    active = pc.equal(table.column("status"), "active").to_pylist()
+    changed = [i for i in range(0, table.num_rows, 10) if active[i]]
+    for i in changed:
+        contract[i] = "Weekly"
+    pq.write_table(table.set_column(table.column_names.index("contract"), "contract", pa.array(contract)), source)
+
+    result = run("churn", "score", "--run-date", "2024-02-01", "--source", str(source), "--no-reasons", env=local_job)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = (tmp_path / "data" / "metrics" / "churn_scoring.prom").read_text()
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "churn_scoring_unseen_category_share")
+    shares = {s.labels["feature"]: s.value for s in family.samples}
+    assert shares["contract"] == pytest.approx(len(changed) / sum(active)) and shares["internet_service"] == 0.0

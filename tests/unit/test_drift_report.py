@@ -3,17 +3,20 @@ counts, bars drawn to scale, a page that is self-contained and safe with hostile
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from churn import drift_report
-from churn.drift_report import DriftCounts, bin_labels, merge, render, svg_bars, unseen_categories
+from churn import drift_report, profile, scoring
+from churn.drift_report import DriftCounts, bin_labels, from_tally, merge, render, svg_bars
+from churn.params import load_params
 from churn.profile import ProfileCounter, build_profile
 from churn.schema import Schema
+from churn.scoring import Scored
+from churn.validation import validate
 
 SCHEMA = Schema.from_dict(
     {
@@ -58,17 +61,29 @@ def psi_cells(page: str) -> dict[str, float]:
     return {m[0]: float(m[1]) for m in re.findall(r'data-feature="([^"]+)" data-psi="([^"]+)"', page)}
 
 
-def test_unseen_categories_are_counted_by_field_and_value_from_quarantine_errors() -> None:
-    errors = [
-        json.dumps([{"field": "plan", "reason": "unknown_category", "value": "Gold"}]),
-        json.dumps([{"field": "spend", "reason": "out_of_bounds", "value": -1},
-                    {"field": "plan", "reason": "unknown_category", "value": "Gold"}]),
-        json.dumps([{"field": "plan", "reason": "unknown_category", "value": "gold plan"}]),
-        json.dumps([{"field": "spend", "reason": "missing", "value": None}]),
-        None,
-    ]
+@pytest.mark.parametrize("policy", ["missing", "reject"])
+def test_unseen_categories_are_the_validators_counts_of_every_record_read(reference: dict, policy: str) -> None:
+    """Counted as the validator finds them, whether the records were scored (missing) or quarantined (reject):
+    not parsed back from the quarantine, which holds none of the records scored as missing."""
+    schema = Schema.from_dict({"features": [{**f.to_dict(), **({"unknown": policy} if not f.is_numeric else {})}
+                                            for f in SCHEMA.features]})
+    records = [{"customer_id": str(i), "spend": spend, "plan": plan} for i, (spend, plan) in enumerate(
+        [(1.0, "Gold"), (-1.0, "Gold"), (2.0, "gold plan"), (3.0, "pro"), (None, "basic"), (4.0, " Gold")])]
+    result = validate(records, schema)
+    tally = scoring.Tally(scoring.ScoringConfig.from_params(load_params()), schema, ProfileCounter(schema, reference))
+    tally.add(Scored(pa.table({}), np.full(result.clean.num_rows, 0.5), np.zeros(result.clean.num_rows, int), 0,
+                     profile.feature_arrays(result.clean, schema)), result.clean, result.rejected.num_rows,
+              result.unseen_counts())
 
-    assert unseen_categories(errors) == {"plan": {"Gold": 2, "gold plan": 1}}
+    counts = from_tally("2024-01-31", 0, 1, "churn 7", tally, tally.unseen)
+
+    assert counts.unseen == {"plan": {"Gold": 2, "gold plan": 1, " Gold": 1}}  # the spend=-1 record too
+    assert counts.unseen_policy == {"plan": policy}
+    assert tally.unseen_share() == {"plan": pytest.approx(4 / 6)}
+    page = render(DriftCounts.from_json(counts.to_json()))
+    treated = "(scored as missing)" if policy == "missing" else "(rejected)"
+    assert f"<td>plan</td><td>Gold</td><td>2</td><td>{treated}</td>" in page
+    assert result.rejected.num_rows == (1 if policy == "missing" else 4)
 
 
 def test_the_report_shows_each_features_psi_as_the_metrics_compute_it_most_drifted_first(reference: dict) -> None:

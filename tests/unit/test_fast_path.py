@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from unknown_policy import rejecting
 
 from churn.adapters.model_format import LoadedModel
 from churn.record_path import RecordEncoder
@@ -212,7 +214,7 @@ def test_plain_records_take_the_fast_path(encoder: RecordEncoder, schema: Schema
         ("monthly_charges", math.inf),
         ("monthly_charges", " 12 "),
         ("total_charges", 2**53 + 1),
-        ("contract", "Monthly"),
+        ("contract", "Monthly Plan\u00a0"),  # not plain ASCII: the validator's Unicode folding decides
         ("customer_id", " padded "),
         ("customer_id", True),
     ],
@@ -268,6 +270,11 @@ def test_a_batch_takes_the_fast_path_only_if_the_validator_accepts_it_with_the_s
     assert verdict is not None, f"fast path accepted a batch the validator rejects: {records}"
     np.testing.assert_array_equal(batch.x, verdict[0])
     assert batch.ids == verdict[1]
+    assert unseen_masks(batch.unseen) == unseen_masks(validate(records, schema).unseen_in_clean())
+
+
+def unseen_masks(unseen: dict[str, np.ndarray]) -> dict[str, list[bool]]:
+    return {name: np.asarray(mask, dtype=bool).tolist() for name, mask in unseen.items()}
 
 
 def csv_cell(value: Any) -> str:
@@ -297,6 +304,7 @@ def test_csv_cells_take_the_fast_path_only_if_the_validator_accepts_them_with_th
     result = validate(table, schema)
     assert result.rejected.num_rows == 0, f"fast path accepted CSV the validator rejects: {columns}"
     np.testing.assert_array_equal(batch.x, loaded_model.compiled.matrix(result.clean))
+    assert unseen_masks(batch.unseen) == unseen_masks(result.unseen_in_clean())
 
 
 def test_plain_batches_take_the_fast_path(encoder: RecordEncoder, schema: Schema) -> None:
@@ -322,3 +330,46 @@ def test_a_long_number_like_string_is_judged_in_linear_time(encoder: RecordEncod
     """`[0-9]+\\.?[0-9]*` backtracked quadratically: 100,000 digits and an x took minutes."""
     record = {**typical(schema), "monthly_charges": "1" * 100_000 + "x"}
     assert encoder.encode(record) is None
+
+
+# -- category values the model never learned ------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["Monthly", "THREE YEAR", "  weekly "])
+def test_a_plainly_unseen_category_is_scored_as_missing_on_the_fast_path_and_named(
+    loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema, value: str
+) -> None:
+    encoded = encoder.encode({**typical(schema), "contract": value})
+
+    assert encoded is not None and encoded.unseen == ("contract",)
+    assert math.isnan(encoded.row[0, loaded_model.compiled.feature_order.index("contract")])
+    expected = pipeline_probabilities(loaded_model, [{**typical(schema), "contract": None}])[0]
+    assert float(scorer(loaded_model).probability(encoded.row)[0]) == pytest.approx(expected, abs=TOLERANCE)
+
+
+def test_an_unseen_category_in_a_batch_is_missing_in_its_row_only_and_named(
+    loaded_model: LoadedModel, encoder: RecordEncoder, schema: Schema
+) -> None:
+    records = [{**typical(schema), schema.id_field: f"C{i}"} for i in range(3)]
+    records[1]["contract"] = "Monthly"
+    column = loaded_model.compiled.feature_order.index("contract")
+    for batch in (encoder.encode_batch(json_columns(records, schema), 3),
+                  encoder.encode_batch({name: pa.array([csv_cell(r[name]) for r in records], pa.string())
+                                        for name in [schema.id_field, *schema.feature_names]}, 3, text=True)):
+        assert batch is not None
+        assert unseen_masks(batch.unseen) == {"contract": [False, True, False]}
+        assert np.isnan(batch.x[:, column]).tolist() == [False, True, False]
+
+
+def test_an_unseen_category_falls_back_to_the_validator_under_unknown_reject(
+    loaded_model: LoadedModel, schema: Schema
+) -> None:
+    rejecting_encoder = RecordEncoder(replace(loaded_model.compiled, schema=rejecting(schema)))
+    records = [{**typical(schema), schema.id_field: f"C{i}"} for i in range(2)]
+    records[1]["contract"] = "Monthly"
+
+    assert rejecting_encoder.encode(records[1]) is None
+    assert rejecting_encoder.encode_batch(json_columns(records, schema), 2) is None
+    cells = {name: pa.array([csv_cell(r[name]) for r in records], pa.string())
+             for name in [schema.id_field, *schema.feature_names]}
+    assert rejecting_encoder.encode_batch(cells, 2, text=True) is None

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from unknown_policy import rejecting_model
 
 from churn import answers
 from churn.adapters.model_format import LoadedModel
@@ -27,7 +28,7 @@ from churn.errors import (
 from churn.invocations import ServingOptions, invocations, reasons_wanted
 from churn.model import to_frame
 from churn.params import Params
-from churn.serving_model import ServingModel
+from churn.serving_model import ServingModel, probe_records, unseen_value
 from churn.validation import validate
 
 JSON = "application/json"
@@ -42,6 +43,12 @@ FEATURES = list(RECORD)
 @pytest.fixture(scope="module")
 def model(loaded_model: LoadedModel) -> ServingModel:
     return ServingModel.prepare(loaded_model)
+
+
+@pytest.fixture(scope="module")
+def rejecting(loaded_model: LoadedModel) -> ServingModel:
+    """The same model with its categories under `unknown: reject` (the behaviour before the policy)."""
+    return ServingModel.prepare(rejecting_model(loaded_model))
 
 
 @pytest.fixture(scope="module")
@@ -215,10 +222,10 @@ def test_a_bad_single_record_names_row_and_field(model: ServingModel, options: S
                                                                            "out_of_bounds")
 
 
-def test_one_bad_row_rejects_the_whole_batch_listing_every_bad_row(model: ServingModel,
+def test_one_bad_row_rejects_the_whole_batch_listing_every_bad_row(rejecting: ServingModel,
                                                                    options: ServingOptions) -> None:
     records = [RECORD, {**RECORD, "contract": "Weekly"}, RECORD, {**RECORD, "tenure": "many", "customer_id": "x9"}]
-    body = refusal(model, options, records).to_dict()
+    body = refusal(rejecting, options, records).to_dict()
     assert body["rejected"] == 2 and body["row"] == 1 and body["field"] == "contract"
     listed = {(e["row"], e["field"], e["reason"]) for e in body["errors"]}
     assert listed == {(1, "contract", "unknown_category"), (3, "tenure", "wrong_type")}
@@ -416,3 +423,58 @@ def test_bodies_the_quick_reader_refuses_or_misreads_get_the_json_modules_answer
             load_json(body)
         return
     assert same(load_json(body), expected)
+
+
+# -- category values the model never learned ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["Weekly", "weekly\u00a0"])  # the fast path, then the validator's path
+def test_a_record_with_an_unseen_category_is_scored_as_missing_and_says_so(model: ServingModel,
+                                                                          options: ServingOptions,
+                                                                          value: str) -> None:
+    answer, _ = call(model, options, {**RECORD, "contract": value})
+
+    assert answer["unseen_categories"] == ["contract"]
+    # The sklearn Pipeline given the value as missing (pandas' NaN category) agrees.
+    assert answer["probability"] == pytest.approx(reference(model, [{**RECORD, "contract": "Weekly"}])[0], abs=1e-9)
+    clean = validate([{**RECORD, "customer_id": "0", "contract": "Weekly"}], model.schema).clean
+    assert clean.column("contract").to_pylist() == [None]
+
+
+@pytest.mark.parametrize("fold", ["", " "])  # " Weekly" only the validator reads: the whole batch goes there
+def test_a_batch_names_the_unseen_categories_of_each_record_and_only_of_those(model: ServingModel,
+                                                                              options: ServingOptions,
+                                                                              fold: str) -> None:
+    records = [RECORD, {**RECORD, "contract": fold + "Weekly", "payment_method": "Cash"}, {**RECORD, "tenure": 3}]
+    answer, _ = call(model, options, records)
+
+    assert [item.get("unseen_categories") for item in answer["predictions"]] == [
+        None, ["contract", "payment_method"], None]
+    assert "unseen_categories" not in call(model, options, [RECORD, RECORD])[0]["predictions"][0]
+
+
+def test_csv_answers_carry_an_unseen_categories_column_when_any_record_has_one(model: ServingModel,
+                                                                              options: ServingOptions) -> None:
+    records = [RECORD, {**RECORD, "contract": "Weekly"}]
+    text, _ = call(model, options, records, accept="text/csv")
+
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][-1] == "unseen_categories" and [row[-1] for row in rows[1:]] == ["", "contract"]
+
+
+def test_an_unseen_category_is_refused_under_unknown_reject(rejecting: ServingModel,
+                                                            options: ServingOptions) -> None:
+    body = refusal(rejecting, options, {**RECORD, "contract": "Weekly"}).to_dict()
+    assert (body["row"], body["field"], body["reason"]) == (0, "contract", "unknown_category")
+
+
+def test_the_reload_probe_scores_unseen_values_on_every_path_only_where_they_are_scored_as_missing(
+    loaded_model: LoadedModel
+) -> None:
+    categorical = [s.name for s in loaded_model.compiled.schema.categorical]
+    probes = probe_records(loaded_model)
+    unseen = [p for p in probes if all(p[name] == unseen_value(()) for name in categorical)]
+    assert len(unseen) == 1
+    assert not any(p[name] == unseen_value(()) for p in probe_records(rejecting_model(loaded_model))
+                   for name in categorical)
+    assert unseen_value(("churn-probe-unseen", "X")) not in ("churn-probe-unseen", "X")

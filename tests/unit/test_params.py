@@ -128,10 +128,51 @@ def test_bad_value_raises_config_error_naming_the_key(raw: dict[str, Any], path:
     assert named in str(err.value)
 
 
-def test_category_without_values_names_the_feature(raw: dict[str, Any]) -> None:
+def test_category_with_an_empty_values_list_names_the_feature(raw: dict[str, Any]) -> None:
     broken = copy.deepcopy(raw)
-    del broken["schema"]["features"][5]["values"]
-    with pytest.raises(ConfigError, match=r"internet_service.*no values"):
+    broken["schema"]["features"][5]["values"] = []
+    with pytest.raises(ConfigError, match=r"internet_service.*non-empty list.*leave it out"):
+        Params.from_dict(broken)
+
+
+def test_category_without_values_is_one_whose_values_training_learns(raw: dict[str, Any]) -> None:
+    """Before `values` could be learned, leaving them out was a ConfigError."""
+    changed = copy.deepcopy(raw)
+    del changed["schema"]["features"][5]["values"]
+    schema = Params.from_dict(changed).schema
+    assert [f.name for f in schema.to_learn] == ["internet_service"]
+    assert schema.by_name["internet_service"].to_dict()["learned"] is True
+
+
+def test_unknown_policy_defaults_to_missing_and_may_be_reject(raw: dict[str, Any]) -> None:
+    changed = copy.deepcopy(raw)
+    changed["schema"]["features"][3]["unknown"] = "reject"
+    schema = Params.from_dict(changed).schema
+    assert {f.name: f.unknown for f in schema.categorical} == {
+        "contract": "reject", "payment_method": "missing", "internet_service": "missing", "tech_support": "missing",
+        "online_security": "missing"}
+
+
+@pytest.mark.parametrize("index, key, value, named", [
+    (3, "unknown", "drop", r"unknown='drop' \(contract\) must be one of missing, reject"),
+    (0, "unknown", "reject", r"unknown \(tenure\) is only for a category"),
+    (3, "max_values", 50, r"max_values \(contract\) caps learned values"),
+    (0, "values", ["a"], r"values \(tenure\) is only for a category"),
+])
+def test_bad_category_rules_name_the_feature(raw: dict[str, Any], index: int, key: str, value: Any,
+                                             named: str) -> None:
+    broken = copy.deepcopy(raw)
+    broken["schema"]["features"][index][key] = value
+    with pytest.raises(ConfigError, match=named):
+        Params.from_dict(broken)
+
+
+@pytest.mark.parametrize("value", [0, -3, True, "many"])
+def test_max_values_must_be_a_positive_integer(raw: dict[str, Any], value: Any) -> None:
+    broken = copy.deepcopy(raw)
+    del broken["schema"]["features"][3]["values"]
+    broken["schema"]["features"][3]["max_values"] = value
+    with pytest.raises(ConfigError, match=r"max_values=.*\(contract\) must be an integer >= 1"):
         Params.from_dict(broken)
 
 

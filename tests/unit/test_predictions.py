@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from unknown_policy import rejecting_model
 
 from churn import scoring
 from churn.adapters.model_format import LoadedModel
@@ -24,6 +25,14 @@ def predictor(loaded_model: LoadedModel, params: Params) -> Predictor:
     return Predictor(loaded_model.compiled, scoring.ScoringConfig.from_params(params), run, reasons=3)
 
 
+@pytest.fixture(scope="module")
+def rejecting(loaded_model: LoadedModel, params: Params) -> Predictor:
+    """The same model with its categories under `unknown: reject` (the behaviour before the policy)."""
+    run = scoring.RunInfo(dt.date(2024, 1, 31), dt.datetime(2024, 1, 31, tzinfo=dt.UTC), "churn", "7", "run")
+    return Predictor(rejecting_model(loaded_model).compiled, scoring.ScoringConfig.from_params(params), run,
+                     reasons=3)
+
+
 def _with_bad_rows(customers: pa.Table) -> pa.Table:
     """50 customers as a CSV reads them (text), three of them broken."""
     rows = customers.slice(0, 50).to_pylist()
@@ -34,11 +43,11 @@ def _with_bad_rows(customers: pa.Table) -> pa.Table:
 
 
 def test_every_row_comes_back_in_input_order_scored_or_rejected_with_its_reason(
-    predictor: Predictor, customers: pa.Table
+    rejecting: Predictor, customers: pa.Table
 ) -> None:
     data = _with_bad_rows(customers)
 
-    predicted = predictor.chunk(data, offset=1000)
+    predicted = rejecting.chunk(data, offset=1000)
     rows = predicted.table.to_pylist()
 
     assert predicted.table.schema == prediction_schema(3)
@@ -53,6 +62,19 @@ def test_every_row_comes_back_in_input_order_scored_or_rejected_with_its_reason(
     }
     assert json.loads(rejected[17]["errors"])[0]["allowed"] == ["Month-to-month", "One year", "Two year"]
     assert all(r["churn_probability"] is None and r["reason_1"] is None for r in rejected.values())
+
+
+def test_a_row_with_an_unseen_category_is_scored_with_the_value_missing_by_default(
+    predictor: Predictor, customers: pa.Table
+) -> None:
+    data = _with_bad_rows(customers)
+
+    predicted = predictor.chunk(data, offset=0)
+    rows = predicted.table.to_pylist()
+
+    assert (predicted.scored, predicted.rejected) == (48, 2)
+    assert rows[17]["status"] == "scored" and rows[17]["churn_probability"] is not None
+    assert {r["rejected_field"] for r in rows if r["status"] == "rejected"} == {"tenure", "monthly_charges"}
 
 
 def test_scored_rows_carry_the_nightly_probability_band_and_reasons_with_values(

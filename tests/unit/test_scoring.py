@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
+from unknown_policy import UNSEEN_KINDS, rejected_kind
 
 from churn import generator, scoring
 from churn.adapters.model_format import LoadedModel
@@ -133,11 +133,16 @@ def test_shard_run_ranks_across_chunks_and_quarantines_rejects(
     run.score_all(chunks)
     rows = pa.concat_tables(run.ranked())
 
-    injected = dirty.filter(pc.starts_with(pc.fill_null(dirty.column("dirty_kind"), ""), "reject:"))
+    kinds = dirty.column("dirty_kind").to_pylist()
+    injected = dirty.filter(pa.array([rejected_kind(k) for k in kinds]))
     quarantined = pa.concat_tables([pa.Table.from_pylist(d) for d in run.quarantine_documents()])
     assert sorted(quarantined.column("customer_id").to_pylist(), key=str) == sorted(
         injected.column("customer_id").to_pylist(), key=str
     )
+    # Unseen categories are scored with the value missing, and counted per feature (unknown: missing).
+    unseen = sum(1 for k in kinds if k in UNSEEN_KINDS)
+    assert unseen > 0 and sum(sum(v.values()) for v in run.tally.unseen.values()) == unseen
+    assert sum(run.tally.unseen_share().values()) == pytest.approx(unseen / dirty.num_rows)
     assert rows.num_rows == dirty.num_rows - injected.num_rows == run.tally.scored
     assert sorted(rows.column("rank").to_pylist()) == list(range(1, rows.num_rows + 1))
     ordered = scoring.rank_order(rows)

@@ -26,6 +26,7 @@ def _run() -> RunMetrics:
         score_psi=0.05,
         model={"model_name": "churn", "model_version": "3", "run_id": "abc"},
         reject_share=0.1,
+        unseen_share={"contract": 0.02, "internet_service": 0.0},
     )
 
 
@@ -69,3 +70,11 @@ def test_failure_goes_to_its_own_file_so_the_last_success_stays(tmp_path: Path) 
 
     assert "churn_scoring_last_success_timestamp_seconds" in _families(textfile)
     assert set(_families(tmp_path / "churn_scoring_failure.prom")) == {"churn_scoring_last_failure_timestamp_seconds"}
+
+
+def test_unseen_category_share_is_pushed_per_feature(tmp_path: Path) -> None:
+    textfile = tmp_path / "m.prom"
+    MetricsSink(0, textfile=str(textfile)).success(_run())
+
+    family = _families(textfile)["churn_scoring_unseen_category_share"]
+    assert {s.labels["feature"]: s.value for s in family.samples} == {"contract": 0.02, "internet_service": 0.0}  # type: ignore[attr-defined]

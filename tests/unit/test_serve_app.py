@@ -228,8 +228,15 @@ def test_reasons_are_given_when_asked(client: FlaskClient, how: str) -> None:
 
 
 def test_an_invalid_record_is_400_naming_row_and_field(client: FlaskClient) -> None:
-    body = assert_json_error(post(client, [RECORD, {**RECORD, "payment_method": "Cash"}]), 400, "invalid_record")
-    assert (body["row"], body["field"], body["reason"]) == (1, "payment_method", "unknown_category")
+    body = assert_json_error(post(client, [RECORD, {**RECORD, "payment_method": 7}]), 400, "invalid_record")
+    assert (body["row"], body["field"], body["reason"]) == (1, "payment_method", "wrong_type")
+
+
+def test_an_unseen_category_is_scored_and_echoed_not_refused(client: FlaskClient) -> None:
+    """`unknown: missing` (the default): "Cash" was a 400 unknown_category before the policy existed."""
+    response = post(client, [RECORD, {**RECORD, "payment_method": "Cash"}])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [p.get("unseen_categories") for p in response.get_json()["predictions"]] == [None, ["payment_method"]]
 
 
 @pytest.mark.parametrize("body, content_type, status, code", [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from unknown_policy import rejecting_params
 
 from churn import files, generator
 from churn.errors import TooManyRejects
@@ -82,6 +84,7 @@ def unknown_contracts(every: int) -> pa.Table:
 def test_a_category_value_missing_from_the_schema_is_named_with_its_count(
     tmp_path: Path, params: Params, caplog: pytest.LogCaptureFixture
 ) -> None:
+    params = rejecting_params(params)  # unknown: reject, the behaviour before the policy
     layout = stages.Layout(tmp_path)
     files.write_parquet(unknown_contracts(25), layout.source)  # 80 rows, 4%: under max_reject_share
 
@@ -95,6 +98,7 @@ def test_a_category_value_missing_from_the_schema_is_named_with_its_count(
 
 
 def test_too_many_unknown_category_values_fail_naming_the_value(tmp_path: Path, params: Params) -> None:
+    params = rejecting_params(params)
     layout = stages.Layout(tmp_path)
     files.write_parquet(unknown_contracts(10), layout.source)  # 200 rows, 10%: over max_reject_share
     stages.ingest(Settings.from_env({}), params, layout)
@@ -104,3 +108,53 @@ def test_too_many_unknown_category_values_fail_naming_the_value(tmp_path: Path, 
 
     assert "200 of 2000" in str(err.value) and "unknown_category x200" in str(err.value)
     assert "contract='Monthly' x200" in str(err.value)
+
+
+def test_unseen_category_values_are_kept_as_missing_and_named_with_their_count_by_default(
+    tmp_path: Path, params: Params, caplog: pytest.LogCaptureFixture
+) -> None:
+    layout = stages.Layout(tmp_path)
+    files.write_parquet(unknown_contracts(10), layout.source)  # 200 rows, 10%: over max_reject_share if rejected
+
+    with caplog.at_level(logging.WARNING, logger="churn_jobs.stages"):
+        snapshot = stages.ingest(Settings.from_env({}), params, layout)
+    summary = stages.validate_split(params, layout)
+
+    assert snapshot["rejected"] == 0 and summary["unknown_categories"] == {}
+    assert summary["unseen_categories"] == {"contract": {"Monthly": 200}} and summary["unseen_category_rows"] == 200
+    assert any("contract='Monthly' x200" in r.getMessage() and "missing" in r.getMessage() for r in caplog.records)
+
+
+def test_train_reports_learned_category_values_in_train_json_and_mlflow(
+    tmp_path: Path, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import yaml
+
+    raw = copy.deepcopy(params.raw)
+    features = raw["schema"]["features"]
+    del next(f for f in features if f["name"] == "contract")["values"]
+    features.append({"name": "region", "type": "category"})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("CHURN_PARAMS", str(params_file))
+    table = customers(1_500)
+    table = table.append_column("region", pa.array([("North", "South", "East")[i % 3] for i in range(1_500)]))
+    internet = table.column("internet_service").to_pylist()
+    table = with_column(table, "internet_service", ["Satellite" if i % 50 == 0 else v for i, v in enumerate(internet)])
+
+    code, output = train(tmp_path, table, monkeypatch)
+
+    assert code == 0, output
+    learned = files.read_json(tmp_path / "metrics" / "train.json")["learned_categories"]
+    assert sorted(learned) == ["contract", "region"]
+    assert sorted(learned["region"]["values"]) == ["East", "North", "South"] and learned["region"]["kept"] == 3
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                filter_string="tags.`schema.learned.region` != ''")
+    assert run.data.tags["schema.learned.region"].startswith("3 values: ")
+    assert set(run.data.tags["schema.learned.contract"].split(": ")[1].split(", ")) == {
+        "Month-to-month", "One year", "Two year"}
+    # A listed category under the default `unknown: missing`: the rows are kept and the values named.
+    assert run.data.tags["validation.unseen_category.internet_service"] == "internet_service='Satellite' x30"
+    assert run.data.metrics["validation.unseen_category_rows"] == 30

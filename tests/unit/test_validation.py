@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from unknown_policy import UNSEEN_KINDS, rejected_kind, rejecting
 
 from churn import generator
 from churn.errors import InvalidInput
@@ -26,7 +27,8 @@ from churn.params import Params, load_params
 from churn.schema import Schema
 from churn.validation import REJECTED_SCHEMA, ValidationResult, describe, validate
 
-SCHEMA: Schema = load_params().schema
+SCHEMA: Schema = load_params().schema  # categories under the default `unknown: missing`
+REJECTING: Schema = rejecting(SCHEMA)  # the same under `unknown: reject`
 
 BASE: dict[str, Any] = {
     "customer_id": "C1",
@@ -213,9 +215,11 @@ def _case_id(case: tuple[str, Any, Any]) -> str:
     return f"{field}={value!r}"
 
 
-def _expected(field: str, expected: Any) -> tuple[str, Any]:
+def _expected(field: str, expected: Any, policy: str = "missing") -> tuple[str, Any]:
     if isinstance(expected, tuple):
         return expected
+    if expected == "unknown_category" and policy == "missing":
+        return CLEAN, None  # a value the model never learned is scored as missing (`unknown: missing`)
     return "reject", [(field, expected)]
 
 
@@ -225,6 +229,32 @@ def test_documented_coercions_and_rejections(case: tuple[str, Any, Any]) -> None
     result = validate([record(**{field: value})], SCHEMA, require_label=True)
     assert_partition(result, 1)
     assert outcome(result, 0, field) == _expected(field, expected)
+
+
+UNSEEN_CASES = [case for case in CASES if case[2] == "unknown_category"]
+
+
+@pytest.mark.parametrize("case", UNSEEN_CASES, ids=_case_id)
+def test_an_unseen_category_is_rejected_under_unknown_reject(case: tuple[str, Any, Any]) -> None:
+    field, value, _ = case
+    result = validate([record(**{field: value})], REJECTING, require_label=True)
+    assert outcome(result, 0, field) == ("reject", [(field, "unknown_category")])
+    assert result.unseen_counts() == {field: {str(value): 1}} and result.unseen_counts(clean_only=True) == {}
+
+
+@pytest.mark.parametrize("case", UNSEEN_CASES, ids=_case_id)
+def test_an_unseen_category_is_kept_as_missing_and_named_by_default(case: tuple[str, Any, Any]) -> None:
+    field, value, _ = case
+    result = validate([record(customer_id="A"), record(customer_id="B", **{field: value})], SCHEMA)
+    assert outcome(result, 1, field) == (CLEAN, None)
+    assert result.unseen_counts(clean_only=True) == {field: {str(value): 1}}
+    assert {name: mask.tolist() for name, mask in result.unseen_in_clean().items()} == {field: [False, True]}
+
+
+def test_an_unseen_category_in_a_row_rejected_for_another_field_is_not_counted_among_clean_rows() -> None:
+    result = validate([record(customer_id="A", contract="Weekly", tenure=-1)], SCHEMA)
+    assert [(p["field"], p["reason"]) for p in errors_of(result)[0]] == [("tenure", "out_of_bounds")]
+    assert result.unseen_counts() == {"contract": {"Weekly": 1}} and result.unseen_counts(clean_only=True) == {}
 
 
 # Known bugs: the verdict on a value changes with the Python types of the other rows in the
@@ -302,7 +332,7 @@ def test_rejected_row_lists_every_failing_field_in_schema_order() -> None:
         total_charges="inf",
         churned="maybe",
     )
-    result = validate([record(customer_id="C6", churned="No"), bad], SCHEMA, require_label=True)
+    result = validate([record(customer_id="C6", churned="No"), bad], REJECTING, require_label=True)
     assert_partition(result, 2)
     rejected = result.rejected.to_pylist()
     assert len(rejected) == 1
@@ -335,7 +365,7 @@ def test_original_record_of_a_table_row_is_that_row() -> None:
 
 def test_original_record_of_a_dataframe_row_keeps_missing_values_as_null() -> None:
     rows = [record(customer_id="A", contract=None, total_charges=None), record(customer_id="B", contract="nan")]
-    result = validate(pd.DataFrame(rows), SCHEMA)
+    result = validate(pd.DataFrame(rows), REJECTING)
     first, second = (json.loads(raw) for raw in result.rejected.column("record").to_pylist())
     assert second["contract"] == "nan"
     assert first["contract"] is None and first["total_charges"] is None
@@ -420,7 +450,7 @@ def test_generated_dirty_table_gives_the_same_result_in_all_three_shapes(dirty_t
 
 
 def test_clean_rows_index_the_input() -> None:
-    result = validate(SHAPE_ROWS, SCHEMA, require_label=True)
+    result = validate(SHAPE_ROWS, REJECTING, require_label=True)
     assert_partition(result, len(SHAPE_ROWS))
     assert np.all(np.diff(result.clean_rows) > 0)
     ids = result.clean.column("customer_id").to_pylist()
@@ -431,7 +461,7 @@ def test_clean_rows_index_the_input() -> None:
 
 def test_clean_rows_are_positions_not_dataframe_index_labels() -> None:
     frame = pd.DataFrame(SHAPE_ROWS, index=[100 + 7 * i for i in range(len(SHAPE_ROWS))][::-1])
-    result = validate(frame, SCHEMA, require_label=True)
+    result = validate(frame, REJECTING, require_label=True)
     assert result.clean.column("customer_id").to_pylist() == [SHAPE_ROWS[i]["customer_id"] for i in result.clean_rows]
     checked = 0
     for row, raw in zip(result.rejected.column("row").to_pylist(), result.rejected.column("record").to_pylist()):
@@ -475,9 +505,11 @@ def dirty_table() -> pa.Table:
     return pa.concat_tables(generator.generate(config))
 
 
-def _check_dirty_rows(kinds: list[str | None], result: ValidationResult) -> None:
+def _check_dirty_rows(kinds: list[str | None], result: ValidationResult, policy: str) -> None:
     assert_partition(result, len(kinds))
-    expected = {i for i, kind in enumerate(kinds) if kind and kind.startswith("reject:")}
+    expected = {i for i, kind in enumerate(kinds) if rejected_kind(kind, policy)}
+    unseen = {i for i, kind in enumerate(kinds) if kind in UNSEEN_KINDS}
+    assert unseen and (unseen <= expected if policy == "reject" else unseen <= set(result.clean_rows.tolist()))
     coerced = {i for i, kind in enumerate(kinds) if kind and kind.startswith("coerce:")}
     assert expected and coerced
     assert set(result.rejected.column("row").to_pylist()) == expected
@@ -488,22 +520,26 @@ def _check_dirty_rows(kinds: list[str | None], result: ValidationResult) -> None
         assert [(p["field"], p["reason"]) for p in problems] == [(column_of[kind], REASON_OF_KIND[kind])], (row, kind)
 
 
+@pytest.mark.parametrize("policy", ["missing", "reject"])
 @pytest.mark.parametrize("require_label", [False, True])
 def test_synthetic_reject_rows_are_exactly_the_rejected_rows_in_the_parquet_shaped_table(
-    dirty_table: pa.Table, require_label: bool
+    dirty_table: pa.Table, require_label: bool, policy: str
 ) -> None:
     kinds = dirty_table.column("dirty_kind").to_pylist()
     assert {k for k in kinds if k} == {k.name for k in generator.DIRTY_KINDS}
-    _check_dirty_rows(kinds, validate(dirty_table, SCHEMA, require_label=require_label))
+    schema = REJECTING if policy == "reject" else SCHEMA
+    _check_dirty_rows(kinds, validate(dirty_table, schema, require_label=require_label), policy)
 
 
+@pytest.mark.parametrize("policy", ["missing", "reject"])
 @pytest.mark.parametrize("require_label", [False, True])
 def test_synthetic_reject_rows_are_exactly_the_rejected_rows_in_the_mongo_shaped_documents(
-    dirty_table: pa.Table, require_label: bool
+    dirty_table: pa.Table, require_label: bool, policy: str
 ) -> None:
     documents = generator.to_documents(dirty_table, include_truth=True)
     kinds = [doc["dirty_kind"] for doc in documents]
-    _check_dirty_rows(kinds, validate(documents, SCHEMA, require_label=require_label))
+    schema = REJECTING if policy == "reject" else SCHEMA
+    _check_dirty_rows(kinds, validate(documents, schema, require_label=require_label), policy)
 
 
 def test_synthetic_coerce_rows_get_the_coerced_values(dirty_table: pa.Table) -> None:
@@ -596,7 +632,7 @@ def other_columns(other_columns_schema: dict) -> Params:
 
 
 def test_schema_with_other_column_names_validates_a_dataset_with_those_columns(other_columns: Params) -> None:
-    schema = other_columns.schema
+    schema = rejecting(other_columns.schema)
     rows = [
         {"user_id": "u1", "age": "34", "plan": " PRO", "spend": " 12.5 ", "left": "yes", "tenure": -1},
         {"user_id": "u2", "age": 17, "plan": "basic", "spend": 3.0, "left": "0"},

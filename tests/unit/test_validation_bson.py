@@ -15,6 +15,7 @@ import pytest
 from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
+from unknown_policy import rejecting
 
 from churn.adapters.mongo import extended_json
 from churn.params import load_params
@@ -163,7 +164,7 @@ def test_a_15_megabyte_document_leaves_a_small_quarantine_record() -> None:
     huge = "x" * (5 << 20)
     doc = {**GOOD, "customer_id": "BIG", "contract": huge, "payment_method": huge, "notes": huge}
 
-    rejected = validate([doc], SCHEMA, json_default=extended_json).rejected.to_pylist()[0]
+    rejected = validate([doc], rejecting(SCHEMA), json_default=extended_json).rejected.to_pylist()[0]
 
     assert rejected["reason"] == "unknown_category"
     assert len(rejected["record"]) < 25_000 and len(rejected["errors"]) < 25_000
@@ -180,7 +181,7 @@ def test_an_id_longer_than_any_key_is_rejected_not_copied_everywhere() -> None:
 def test_unknown_category_errors_name_the_allowed_values_and_bounds_errors_the_bounds() -> None:
     doc = {**GOOD, "contract": "Weekly", "tenure": -3}
 
-    errors = json.loads(validate([doc], SCHEMA).rejected.column("errors")[0].as_py())
+    errors = json.loads(validate([doc], rejecting(SCHEMA)).rejected.column("errors")[0].as_py())
 
     by_field = {e["field"]: e for e in errors}
     assert by_field["contract"]["allowed"] == ["Month-to-month", "One year", "Two year"]
@@ -188,9 +189,19 @@ def test_unknown_category_errors_name_the_allowed_values_and_bounds_errors_the_b
 
 
 def test_a_long_list_of_allowed_values_is_truncated() -> None:
-    raw = {"features": [{"name": "plan", "type": "category", "values": [f"p{i}" for i in range(40)]}]}
+    raw = {"features": [{"name": "plan", "type": "category", "values": [f"p{i}" for i in range(40)],
+                         "unknown": "reject"}]}
     schema = Schema.from_dict(raw)
 
     errors = json.loads(validate([{"customer_id": "C1", "plan": "gold"}], schema).rejected.column("errors")[0].as_py())
 
     assert errors[0]["allowed"] == [f"p{i}" for i in range(10)] + ["... 30 more"]
+
+
+def test_a_15_megabyte_unseen_value_scored_as_missing_is_remembered_capped() -> None:
+    huge = "x" * (5 << 20)
+    result = validate([{**GOOD, "customer_id": "BIG", "contract": huge}], SCHEMA)
+
+    assert result.clean.num_rows == 1 and result.clean.column("contract").to_pylist() == [None]
+    (value,) = result.unseen_counts()["contract"]
+    assert len(value) < 2_000 and "more characters" in value

@@ -183,6 +183,16 @@ def digest(path: str | Path) -> str:
     return total.hexdigest()
 
 
+def trained_schema(raw: dict[str, Any]) -> dict[str, Any]:
+    """The schema a model was trained under. A model saved before categories had an `unknown`
+    policy rejected values outside its lists: it keeps doing so (its training dropped such rows)."""
+    features = [dict(f) for f in raw.get("features") or []]
+    for feature in features:
+        if feature.get("type") == "category":
+            feature.setdefault("unknown", "reject")
+    return {**raw, "features": features}
+
+
 def load(path: str | Path, n_threads: int = 2, **origin: str) -> LoadedModel:
     """Check, then load a model directory written by `save` (e.g. /opt/ml/model)."""
     import skops.io as sio
@@ -198,7 +208,7 @@ def load(path: str | Path, n_threads: int = 2, **origin: str) -> LoadedModel:
     trained = TrainedModel(
         pipeline=pipeline,
         threshold=float(metadata["threshold"]),
-        schema=Schema.from_dict(metadata["schema"]),
+        schema=Schema.from_dict(trained_schema(metadata["schema"])),
         encoding=str(metadata.get("encoding", "native")),
         best_iteration=int(metadata.get("best_iteration", 0)),
         calibration=str(metadata.get("calibration", "none")),

@@ -45,6 +45,7 @@ class RunMetrics:
     score_psi: float | None = None
     model: dict[str, str] = field(default_factory=dict)  # model_name, model_version, run_id
     reject_share: float = 0.0
+    unseen_share: dict[str, float] = field(default_factory=dict)  # category feature -> share of rows read
 
 
 class _Snapshot:
@@ -121,6 +122,14 @@ def success_families(run: RunMetrics, now: float) -> list[Metric]:
     for feature, value in run.feature_psi.items():
         psi.add_metric([feature], value)
     families.append(psi)
+    unseen = GaugeMetricFamily(
+        "churn_scoring_unseen_category_share",
+        "Share of the rows read whose value of a category feature the model never learned (last run).",
+        labels=["feature"],
+    )
+    for feature, value in run.unseen_share.items():
+        unseen.add_metric([feature], value)
+    families.append(unseen)
     if run.score_psi is not None:
         families.append(
             _gauge(
