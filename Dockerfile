@@ -191,7 +191,7 @@ ENV PATH=/opt/venv/bin:${PATH} \
     HOME=/home/churn
 
 # The three entrypoints import with the runtime's own libraries (libgomp1 above).
-RUN python -c "import churn, churn_jobs.cli, churn_jobs.score, churn_serve.server, lightgbm, sklearn, pandas, pyarrow.parquet, deltalake, mlflow.sklearn, skops.io, flask, gunicorn, prometheus_client"
+RUN python -c "import churn, churn_jobs.cli, churn_jobs.nightly_job, churn_serve.server, lightgbm, sklearn, pandas, pyarrow.parquet, deltalake, mlflow.sklearn, skops.io, flask, gunicorn, prometheus_client"
 
 WORKDIR /home/churn
 USER ${APP_UID}:${APP_GID}

@@ -158,14 +158,14 @@ def job(
     from churn.adapters import model_format
     from churn.params import load_params
     from churn.settings import Settings
-    from churn_jobs import score_io
+    from churn_jobs import nightly_io
 
     shutil.rmtree(out, ignore_errors=True)
     settings = Settings.from_env({}, risk_table_uri=str(out), threads=threads)
     loaded = model_format.load(model_dir, n_threads=threads)
     model = batch.ModelRef(loaded.compiled, "churn", "bench", "", loaded.reference_profile)
     config = scoring.ScoringConfig.from_params(load_params())
-    tables = score_io.risk_tables(settings)
+    tables = nightly_io.risk_tables(settings)
     if sink == "delta":
         tables.check()
     started = time.perf_counter()
@@ -173,7 +173,7 @@ def job(
         run = batch.ShardRun(model, config, dt.date(2024, 1, 31), Path(staging), reasons=reasons)
         run.score_all(batch.file_chunks(source, loaded.compiled.schema, config.chunk_rows))
         run.tally.psi()
-        rows = score_io.publish(settings, run, tables, None) if sink == "delta" else manifest_publish(run, out)
+        rows = nightly_io.publish(settings, run, tables, None) if sink == "delta" else manifest_publish(run, out)
     seconds = time.perf_counter() - started
     return rows / seconds, seconds, rows
 
@@ -244,7 +244,7 @@ def whole_process(
     }
     if baseline is not None:
         commands["before"] = (
-            [sys.executable, "-c", "from churn_jobs.score import main; main()", *flags],
+            [sys.executable, "-c", "from churn_jobs.nightly_job import main; main()", *flags],
             {**env, "PYTHONPATH": str(baseline)},
         )
     best = {name: (float("inf"), float("inf")) for name in commands}

@@ -15,8 +15,8 @@ import click
 from churn import logs
 from churn.errors import ConfigError
 from churn.settings import Settings
-from churn_jobs.boundary import run_job
 from churn_jobs.context import Context, pass_context
+from churn_jobs.job_exit import run_job
 
 log = logging.getLogger("churn")
 
@@ -25,7 +25,7 @@ class LazyGroup(click.Group):
     """A group whose heavy subcommands (scoring, serving) are imported only when used."""
 
     lazy = {
-        "score": "churn_jobs.score:score_command",
+        "score": "churn_jobs.nightly_job:score_command",
         "risk": "churn_jobs.risk:risk_group",
         "serve": "churn_serve.server:serve_command",
         "model": "churn_jobs.model_commands:model",
@@ -170,7 +170,7 @@ for _name in ("ingest", "validate", "train", "evaluate", "promote"):
 @pass_context
 def train_command(ctx: Context, root: str | None, source: str | None, promote: bool | None) -> None:
     """Train, evaluate and judge in one process (the SageMaker `train` contract); promote with --promote."""
-    from churn_jobs import train
+    from churn_jobs import training_job
     from churn_jobs.sagemaker import OptMl
 
     opt_ml = OptMl(ctx.settings.opt_ml)
@@ -178,7 +178,7 @@ def train_command(ctx: Context, root: str | None, source: str | None, promote: b
     tree = Path(root or ctx.settings.work_dir)
     record = run_job(
         "train",
-        lambda: train.run(ctx.settings, ctx.params, tree, Path(source) if source else None, promote),
+        lambda: training_job.run(ctx.settings, ctx.params, tree, Path(source) if source else None, promote),
         failure_file=failure,
         settings=ctx.settings,
     )
@@ -217,7 +217,7 @@ def backfill(click_ctx: click.Context, first: str, last: str, model_uri: str | N
     date that fails, with that date's exit code (rerun it once the cause is fixed).
     Sharded like `score` (SCORE_SHARD_COUNT, JOB_COMPLETION_INDEX): one pod per shard.
     """
-    from churn_jobs.score import score_command
+    from churn_jobs.nightly_job import score_command
 
     context = click_ctx.find_object(Context)
     assert context is not None

@@ -58,7 +58,7 @@ def report_store(settings: Settings, table_uri: str) -> Any:
     """The `_reports` folder of the risk table at `table_uri`, with score's bounded S3 timeouts."""
     from churn.adapters.manifest_era import filesystem
     from churn.adapters.report_store import FOLDER, ReportStore
-    from churn_jobs.score_io import arrow_s3_options
+    from churn_jobs.nightly_io import arrow_s3_options
 
     fs, root = filesystem(table_uri, **arrow_s3_options(settings, table_uri, attempts=3))
     return ReportStore(fs, f"{root}/{FOLDER}", f"{table_uri.rstrip('/')}/{FOLDER}")

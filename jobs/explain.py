@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from churn.errors import ConfigError, InvalidInput
 from churn.settings import Settings
-from churn_jobs.boundary import run_job
 from churn_jobs.context import Context, pass_context
+from churn_jobs.job_exit import run_job
 
 
 @click.command("explain")
@@ -108,9 +108,9 @@ def _stored(ctx: Context, settings: Settings, customer_id: str, run_date: str | 
 
 
 def _from_delta(settings: Settings, customer_id: str, day: dt.date | None) -> tuple[Any, list[Any], str, str]:
-    from churn_jobs import score_io
+    from churn_jobs import nightly_io
 
-    tables = score_io.risk_tables(settings)
+    tables = nightly_io.risk_tables(settings)
     day = day or tables.latest()
     if day is None:
         raise ConfigError(f"no complete committed run in the risk table {tables.uri}")
@@ -121,12 +121,12 @@ def _from_delta(settings: Settings, customer_id: str, day: dt.date | None) -> tu
 
 def _from_mongo(settings: Settings, customer_id: str, day: dt.date | None) -> tuple[Any, list[Any], str, str]:
     from churn.adapters.mongo_risk import RiskCollection
-    from churn_jobs import score_io
+    from churn_jobs import nightly_io
 
     if not settings.mongodb_uri:
         raise ConfigError("--from mongo needs MONGODB_URI")
-    risk = RiskCollection(score_io.mongo(settings), settings.risk_collection, settings.quarantine_collection,
-                          score_io.RETRY)
+    risk = RiskCollection(nightly_io.mongo(settings), settings.risk_collection, settings.quarantine_collection,
+                          nightly_io.RETRY)
     text = day.isoformat() if day else risk.latest()
     if text is None:
         where = f"{settings.mongodb_database}.{settings.risk_collection}"
@@ -161,9 +161,9 @@ def _source_record(settings: Settings, schema: Any, customer_id: str, source: st
     fields = [schema.id_field, *schema.feature_names]
     if source is None and settings.mongodb_uri:
         from churn.adapters.mongo import CustomerStore
-        from churn_jobs import score_io
+        from churn_jobs import nightly_io
 
-        store = CustomerStore(score_io.mongo(settings), settings.customers_collection, score_io.RETRY)
+        store = CustomerStore(nightly_io.mongo(settings), settings.customers_collection, nightly_io.RETRY)
         where = f"MongoDB {settings.mongodb_database}.{settings.customers_collection}"
         found = store.find(schema.id_field, customer_id, fields)
         return ([found] if found else None), where

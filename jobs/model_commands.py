@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import click
 
 from churn.settings import Settings
-from churn_jobs.boundary import run_job
+from churn_jobs.job_exit import run_job
 
 if TYPE_CHECKING:
     from churn.adapters.registry import ModelRegistry

@@ -17,8 +17,8 @@ from typing import Any
 import click
 
 from churn.errors import ConfigError
-from churn_jobs.boundary import run_job
 from churn_jobs.context import Context, pass_context
+from churn_jobs.job_exit import run_job
 
 log = logging.getLogger("churn.predict")
 PROGRESS_SECONDS = 10.0

@@ -19,8 +19,8 @@ import click
 
 from churn.errors import ConfigError
 from churn.risk_table import flat_reasons, parse_date
-from churn_jobs.boundary import run_job
 from churn_jobs.context import Context, pass_context
+from churn_jobs.job_exit import run_job
 
 COLUMNS = ["customer_id", "churn_probability", "risk_band", "revenue_at_risk", "reasons"]
 RISK_URI = click.option(
@@ -81,7 +81,7 @@ def top(ctx: Context, run_date: str | None, limit: int, fmt: str, origin: str | 
 
 
 def _top(settings: Any, date: dt.date | None, limit: int, origin: str) -> tuple[list[dict[str, Any]], str]:
-    from churn_jobs import score_io
+    from churn_jobs import nightly_io
 
     if origin == "mongo":
         from churn.adapters.mongo_risk import RiskCollection
@@ -89,7 +89,7 @@ def _top(settings: Any, date: dt.date | None, limit: int, origin: str) -> tuple[
         if not settings.mongodb_uri:
             raise ConfigError("--from mongo needs MONGODB_URI")
         risk = RiskCollection(
-            score_io.mongo(settings), settings.risk_collection, settings.quarantine_collection, score_io.RETRY
+            nightly_io.mongo(settings), settings.risk_collection, settings.quarantine_collection, nightly_io.RETRY
         )
         day = date.isoformat() if date else risk.latest()
         if day is None:
@@ -101,7 +101,7 @@ def _top(settings: Any, date: dt.date | None, limit: int, origin: str) -> tuple[
             raise ConfigError(f"no committed shard of {day} in MongoDB")
         _warn_incomplete(day, markers[0].get("shard_count", 1), sorted(m["shard"] for m in markers))
         return risk.top(day, limit), day
-    tables = score_io.risk_tables(settings)
+    tables = nightly_io.risk_tables(settings)
     date = date or tables.latest()
     if date is None:
         raise ConfigError(f"no complete committed run in the risk table {tables.uri}")
@@ -154,9 +154,9 @@ def quarantine(ctx: Context, run_date: str | None, limit: int, risk_uri: str | N
 
 
 def _quarantine(settings: Any, date: dt.date | None) -> tuple[Any, str]:
-    from churn_jobs import score_io
+    from churn_jobs import nightly_io
 
-    tables = score_io.risk_tables(settings)
+    tables = nightly_io.risk_tables(settings)
     if date is None:
         days = tables.quarantine_dates()
         if not days:
@@ -183,13 +183,13 @@ def vacuum(ctx: Context, keep_days: int | None, retention_hours: int, dry_run: b
     Run it outside the scoring window: compaction rewrites files that a running shard's
     commit may also replace, and one of the two would then have to retry."""
     from churn.scoring import ScoringConfig
-    from churn_jobs import score_io
+    from churn_jobs import nightly_io
 
     settings = _settings(ctx, risk_uri)
     days = ScoringConfig.from_params(ctx.params).keep_days if keep_days is None else keep_days
     today = dt.datetime.now(dt.UTC).date()
     report = run_job(
-        "risk vacuum", lambda: score_io.risk_tables(settings).housekeeping(days, today, retention_hours, dry_run)
+        "risk vacuum", lambda: nightly_io.risk_tables(settings).housekeeping(days, today, retention_hours, dry_run)
     )
     click.echo(json.dumps({"keep_days": days, "dry_run": dry_run, **report}, default=str))
 
@@ -204,17 +204,17 @@ def migrate(ctx: Context, dry_run: bool, risk_uri: str | None) -> None:
     Only committed parts are converted (those with a manifest of the date's newest shard
     count); each date's old files are deleted after its Delta commits. Safe to rerun."""
     from churn.adapters.manifest_era import migrate as convert
-    from churn_jobs import score_io
+    from churn_jobs import nightly_io
 
     settings = _settings(ctx, risk_uri)
 
     def body() -> list[dict[str, Any]]:
-        tables = score_io.risk_tables(settings)
-        legacy = score_io.manifest_era(settings)
+        tables = nightly_io.risk_tables(settings)
+        legacy = nightly_io.manifest_era(settings)
         if not legacy.present():
             raise ConfigError(f"{settings.risk_uri} holds no manifest-era parts: nothing to migrate")
         if not dry_run:
-            tables.check(deadline=score_io.S3_CHECK_SECONDS)  # creates the Delta tables
+            tables.check(deadline=nightly_io.S3_CHECK_SECONDS)  # creates the Delta tables
         return convert(legacy, tables, dry_run=dry_run)
 
     done = run_job("risk migrate", body)

@@ -55,7 +55,7 @@ native clean values and messy-typed dirty ones. The boolean mutation needs a
 Yes/No value, so customers without internet who draw it get the case variant.
 
 The process itself (categories, draws, log-odds) lives in ``churn.population`` and
-the mutations in ``churn.dirt``; this module builds the tables, streams and writes
+the mutations in ``churn.dirty_records``; this module builds the tables, streams and writes
 them, and re-exports the public names of both.
 """
 
@@ -72,7 +72,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from churn.dirt import DIRTY_KINDS, STRING_WHEN_DIRTY, apply_dirt, to_documents
+from churn.dirty_records import DIRTY_KINDS, STRING_WHEN_DIRTY, apply_dirt, to_documents
 from churn.population import (
     BLOCK_ROWS,
     CATEGORIES,

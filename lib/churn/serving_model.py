@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from churn.errors import InvalidModel
+from churn.fast_path import RecordEncoder
 from churn.model import to_frame
 from churn.model_source import LoadedModel
-from churn.record_path import RecordEncoder
 from churn.schema import Schema
-from churn.single_row import SingleRowScorer
+from churn.single_row_predictor import SingleRowScorer
 from churn.validation import validate
 
 PROBE_TOLERANCE = 1e-9

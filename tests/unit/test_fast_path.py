@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from unknown_policy import rejecting
 
 from churn.adapters.model_format import LoadedModel
-from churn.record_path import RecordEncoder
+from churn.fast_path import RecordEncoder
 from churn.schema import FeatureSpec, Schema
-from churn.single_row import SingleRowScorer
+from churn.single_row_predictor import SingleRowScorer
 from churn.validation import validate
 
 TOLERANCE = 1e-9

@@ -1,4 +1,4 @@
-"""The job boundary (churn_jobs.boundary.run_job): one line, the right exit code; quick_exit.
+"""The job boundary (churn_jobs.job_exit.run_job): one line, the right exit code; quick_exit.
 
 An unwritable path (a read-only root filesystem, a directory owned by someone else) is
 configuration: exit 3 (Kubernetes' FailJob rule, no retries), naming the path and the
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from churn.settings import Settings, unwritable
-from churn_jobs.boundary import run_job
+from churn_jobs.job_exit import run_job
 
 
 def _raise(error: BaseException) -> None:
@@ -87,7 +87,7 @@ def _exit_with(code: str, before: str = "") -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(
         f"""
         import atexit, sys
-        from churn_jobs.boundary import quick_exit
+        from churn_jobs.job_exit import quick_exit
         atexit.register(lambda: sys.stdout.write("handler ran\\n"))
         sys.stdout.write("unflushed line\\n")
         {before}

@@ -28,7 +28,7 @@ from churn import logs, tempdirs
 from churn.errors import ConfigError, Interrupted, TooManyRejects
 from churn.params import Params, load_params
 from churn.settings import Settings
-from churn_jobs.boundary import quick_exit, run_job
+from churn_jobs.job_exit import quick_exit, run_job
 
 log = logging.getLogger("churn.score")
 PROGRESS_SECONDS = 10.0
@@ -103,7 +103,7 @@ def _main(params_path: str | None, log_format: str | None, **flags: Any) -> None
 
 def main() -> None:
     """The `score` console script: one Settings object, built here from the environment and flags.
-    The process ends without the interpreter's teardown (see boundary.quick_exit)."""
+    The process ends without the interpreter's teardown (see job_exit.quick_exit)."""
     try:
         _main(prog_name="score")
     except SystemExit as done:
@@ -168,7 +168,7 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
     from churn import batch, scoring
     from churn.adapters.pushgateway import RunMetrics, describe
     from churn.risk_table import parse_date
-    from churn_jobs import drift, score_io
+    from churn_jobs import drift, nightly_io
 
     try:
         run_date = parse_date(flags["run_date"]) if flags["run_date"] else dt.datetime.now(dt.UTC).date()
@@ -187,17 +187,17 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
     tempdirs.clean_stale(STAGING_PREFIX)
 
     # Reach every service before hours of work, each within bounded time.
-    db = score_io.mongo(settings) if (settings.mongodb_uri and (use_mongo or not flags["source"])) else None
+    db = nightly_io.mongo(settings) if (settings.mongodb_uri and (use_mongo or not flags["source"])) else None
     risk = None
     if use_mongo and db is not None:
         from churn.adapters.mongo_risk import RiskCollection
 
-        risk = RiskCollection(db, settings.risk_collection, settings.quarantine_collection, score_io.RETRY)
+        risk = RiskCollection(db, settings.risk_collection, settings.quarantine_collection, nightly_io.RETRY)
         risk.ensure_indexes()
-    tables = score_io.risk_tables(settings) if flags["object_store"] else None
+    tables = nightly_io.risk_tables(settings) if flags["object_store"] else None
     if tables is not None:
-        score_io.check_risk_tables(settings, tables)
-    model = score_io.resolve_model(settings)
+        nightly_io.check_risk_tables(settings, tables)
+    model = nightly_io.resolve_model(settings)
     log.info("model resolved", extra={"model": model.name, "version": model.version, "run_id": model.run_id})
     json_default = None
     if flags["source"] is None and settings.mongodb_uri:
@@ -219,16 +219,16 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
             json_default=json_default,
         )
         try:
-            run.score_all(score_io.chunks(settings, model.compiled.schema, flags["source"], chunk_rows, db))
+            run.score_all(nightly_io.chunks(settings, model.compiled.schema, flags["source"], chunk_rows, db))
         except TooManyRejects:
             # Publish why before failing: the quarantine is what the morning's reader needs.
-            score_io.publish_quarantine(settings, run, tables, risk)
+            nightly_io.publish_quarantine(settings, run, tables, risk)
             raise
         progress.close(run.tally)
         if run.tally.read == 0:
             log.warning("no active customers in this shard's source: publishing an empty table", extra=where)
         psi = run.tally.psi()  # before publishing: a failure here must not leave a half-reported run
-        written = score_io.publish(settings, run, tables, risk)
+        written = nightly_io.publish(settings, run, tables, risk)
         report = drift.publish(settings, run, tables.uri) if tables is not None else None  # never fails the run
     run.tally.written = written
     metrics = RunMetrics(
