@@ -26,7 +26,7 @@ mypy
 
 echo "== tests"
 set +e
-python -m pytest "$@"
+python -m pytest --durations=15 "$@"  # the slowest tests, to keep the suite's time in view
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
