@@ -213,7 +213,8 @@ def check_label(array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
         codes[_np(pc.and_(pc.invert(valid), as_float.is_valid()))] = WRONG_TYPE
         labels = pc.if_else(valid, pc.equal(as_float, 1.0), pa.scalar(None, pa.bool_()))
     elif pa.types.is_string(kind):
-        folded = pc.utf8_lower(pc.utf8_trim_whitespace(array))
+        # One trailing period is dropped: some exports write labels as "True." / "False.".
+        folded = pc.replace_substring_regex(pc.utf8_lower(pc.utf8_trim_whitespace(array)), r"\.$", "")
         is_true = pc.is_in(folded, value_set=pa.array(_TRUE))
         is_false = pc.is_in(folded, value_set=pa.array(_FALSE))
         blank = pc.equal(folded, "")

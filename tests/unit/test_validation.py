@@ -664,3 +664,10 @@ def test_category_with_more_than_128_values_validates() -> None:
     schema = Schema.from_dict({"features": [{"name": "country", "type": "category", "values": values}]})
     result = validate([{"customer_id": "a", "country": "c200"}, {"customer_id": "b", "country": "c005"}], schema)
     assert result.clean.column("country").to_pylist() == ["c200", "c005"]
+
+
+def test_labels_written_with_a_trailing_period_read_as_true_and_false() -> None:
+    rows = [record(churned="True."), record(churned=" false. "), record(churned="1."), record(churned="True..")]
+    result = validate(rows, SCHEMA, require_label=True)
+    assert result.clean.column(SCHEMA.label_field).to_pylist() == [True, False, True]
+    assert [p[0]["reason"] for p in errors_of(result).values()] == ["wrong_type"]
