@@ -14,7 +14,8 @@ arguments; `churn_jobs` (jobs/) and `churn_serve` (serve/) only wire settings to
   `predictions` (`churn predict`), `explanation` and `narrative` (`churn explain`),
   `drift_report`.
 - Serving: `invocations` (POST /invocations as a pure function), `fast_path` (records straight
-  to the feature matrix), `single_row_predictor`, `serving_model`, `answers`.
+  to the feature matrix) and `fast_path_converters` (its per-feature number and category rules),
+  `single_row_predictor`, `serving_model`, `answers`.
 - Where things are and how they fail: `settings` (every environment variable), `errors` (the one
   error table: HTTP status and exit code), `retries`, `logs`, `tempdirs`, `model_source`.
 - Synthetic data: `generator`, `population`, `dirty_records`, `families`.
