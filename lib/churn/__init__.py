@@ -4,7 +4,8 @@ Where to look (the pure core imports no client library; `churn.adapters` takes c
 arguments; `churn_jobs` (jobs/) and `churn_serve` (serve/) only wire settings to both):
 
 - Input: `schema` (fields from params.yaml), `raw_columns`, `coercion` and `validation` (the one
-  validator: clean and rejected rows), `categories` (learned values), `files` (local tables),
+  validator: clean and rejected rows), `rejections` (the rejected rows' problems and original
+  records, capped), `categories` (learned values), `files` (local tables),
   `payloads`, `csv_body` and `media` (HTTP bodies), `duplicates` (the duplicate-id rule).
 - Training: `config` and `params` (params.yaml), `training` (split, cross-fit, refit, evaluate:
   the core of every `train`), `crossfit`, `tuning`, `model` (the sklearn Pipeline),
