@@ -7,9 +7,10 @@ arguments; `churn_jobs` (jobs/) and `churn_serve` (serve/) only wire settings to
   validator: clean and rejected rows), `rejections` (the rejected rows' problems and original
   records, capped), `categories` (learned values), `files` (local tables), `payloads`,
   `csv_body` and `media` (HTTP bodies), `duplicates` (the duplicate-id rule).
-- Training: `config` and `params` (params.yaml), `training` (split, cross-fit, refit, evaluate:
-  the core of every `train`), `crossfit`, `tuning`, `model` (the sklearn Pipeline),
-  `evaluation`, `promotion` (champion/challenger), `profile` (drift references), `model_card`.
+- Training: `config`, `param_checks` and `params` (params.yaml), `training` (split, cross-fit,
+  refit, evaluate: the core of every `train`), `crossfit`, `tuning`, `model` (the sklearn
+  Pipeline), `evaluation`, `promotion` (champion/challenger), `profile` (drift references),
+  `model_card`.
 - Scoring: `compiled` (the Pipeline as arrays), `scoring` (probability, band, reasons, the run's
   tally), `ranking` (a shard's ranks in bounded memory), `treeshap*` (exact reasons), `batch`
   (one nightly shard), `sharding`, `risk_table` (schemas), `predictions` (`churn predict`),
