@@ -13,8 +13,9 @@ arguments; `churn_jobs` (jobs/) and `churn_serve` (serve/) only wire settings to
   `model_card`.
 - Scoring: `compiled` (the Pipeline as arrays), `scoring` (probability, band, reasons, the run's
   tally), `ranking` (a shard's ranks in bounded memory), `treeshap*` (exact reasons), `batch`
-  (one nightly shard), `sharding`, `risk_table` (schemas), `predictions` (`churn predict`),
-  `explanation` and `narrative` (`churn explain`), `drift_report`.
+  (one nightly shard), `active_customers` (its file source), `prefetch` (reading while
+  scoring), `sharding`, `risk_table` (schemas), `predictions` (`churn predict`), `explanation`
+  and `narrative` (`churn explain`), `drift_report`.
 - Serving: `invocations` (POST /invocations as a pure function), `fast_path` (records straight
   to the feature matrix) and `fast_path_converters` (its per-feature number and category rules),
   `single_row_predictor`, `serving_model`, `answers`.
