@@ -24,6 +24,7 @@ arguments; `churn_jobs` (jobs/) and `churn_serve` (serve/) only wire settings to
 - Synthetic data: `generator`, `population`, `dirty_records`, `families`.
 
 Entrypoints: `churn` (jobs/cli.py), `train` (jobs/train_executable.py -> jobs/training_job.py ->
-jobs/stages.py, the DVC stages), `score` (jobs/nightly_job.py, wired by jobs/nightly_io.py),
-`serve` (serve/server.py -> serve/app.py); every job exits through jobs/job_exit.py.
+jobs/stages.py and jobs/promotion_stage.py, the DVC stages), `score` (jobs/nightly_job.py, wired
+by jobs/nightly_io.py, progress in jobs/score_progress.py), `serve` (serve/server.py ->
+serve/app.py); every job exits through jobs/job_exit.py.
 """
