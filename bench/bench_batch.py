@@ -95,8 +95,8 @@ def raw_predict(model_dir: Path, source: Path, threads: int, repeat: int) -> tup
     """Rows/s of Booster.predict alone on the encoded matrix of the job's rows (active, valid)."""
     import pyarrow as pa
 
+    from churn.active_customers import file_chunks
     from churn.adapters import model_format
-    from churn.batch import file_chunks
     from churn.validation import validate
 
     compiled = model_format.load(model_dir, n_threads=threads).compiled
@@ -118,8 +118,8 @@ def contrib_rate(model_dir: Path, source: Path, threads: int) -> None:
     import numpy as np
     import pyarrow as pa
 
+    from churn.active_customers import file_chunks
     from churn.adapters import model_format
-    from churn.batch import file_chunks
     from churn.treeshap import TreeShap
     from churn.validation import validate
 
@@ -154,7 +154,7 @@ def job(
     """The job's work after start-up (model already loaded): returns (rows/s, seconds, rows)."""
     import shutil
 
-    from churn import batch, scoring
+    from churn import active_customers, batch, scoring
     from churn.adapters import model_format
     from churn.params import load_params
     from churn.settings import Settings
@@ -171,7 +171,7 @@ def job(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-stage-") as staging:
         run = batch.ShardRun(model, config, dt.date(2024, 1, 31), Path(staging), reasons=reasons)
-        run.score_all(batch.file_chunks(source, loaded.compiled.schema, config.chunk_rows))
+        run.score_all(active_customers.file_chunks(source, loaded.compiled.schema, config.chunk_rows))
         run.tally.psi()
         rows = nightly_io.publish(settings, run, tables, None) if sink == "delta" else manifest_publish(run, out)
     seconds = time.perf_counter() - started

@@ -139,7 +139,7 @@ def _stage(name: str) -> Any:
                   "(default: promotion.apply in params.yaml, false).")
     @pass_context
     def command(ctx: Context, root: str | None, source: str | None, apply: bool | None) -> None:
-        from churn_jobs import stages
+        from churn_jobs import promotion_stage, stages
 
         layout = stages.Layout(Path(root or ctx.settings.work_dir))
         calls = {
@@ -147,7 +147,7 @@ def _stage(name: str) -> Any:
             "validate": lambda: stages.validate_split(ctx.params, layout),
             "train": lambda: stages.train(ctx.settings, ctx.params, layout),
             "evaluate": lambda: stages.evaluate(ctx.settings, ctx.params, layout),
-            "promote": lambda: stages.promote(ctx.settings, ctx.params, layout, apply),
+            "promote": lambda: promotion_stage.promote(ctx.settings, ctx.params, layout, apply),
         }
         run_job(name, calls[name], settings=ctx.settings)
 

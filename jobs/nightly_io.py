@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow as pa
 
-from churn import batch, sharding
+from churn import active_customers, batch, sharding
 from churn.model_source import LoadedModel
 from churn.raw_columns import id_text
 from churn.retries import RetryPolicy
@@ -136,7 +136,7 @@ def chunks(settings: Settings, schema: Schema, source: str | None, chunk_rows: i
         yield from sharded_batches(store, query, fields, schema.id_field, chunk_rows, keep if keep_shard else None)
         return
     path = Path(source) if source else Path(settings.data_dir, "customers.parquet")
-    for table in batch.file_chunks(path, schema, chunk_rows):
+    for table in active_customers.file_chunks(path, schema, chunk_rows):
         if keep_shard:
             table = table.filter(
                 pa.array(

@@ -14,10 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import signal
-import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,7 +28,6 @@ from churn.settings import Settings
 from churn_jobs.job_exit import quick_exit, run_job
 
 log = logging.getLogger("churn.score")
-PROGRESS_SECONDS = 10.0
 STAGING_PREFIX = "churn-score-"
 
 
@@ -168,7 +164,7 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
     from churn import batch, scoring
     from churn.adapters.pushgateway import RunMetrics, describe
     from churn.risk_table import parse_date
-    from churn_jobs import drift, nightly_io
+    from churn_jobs import drift, nightly_io, score_progress
 
     try:
         run_date = parse_date(flags["run_date"]) if flags["run_date"] else dt.datetime.now(dt.UTC).date()
@@ -206,7 +202,7 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
         json_default = extended_json
 
     with tempdirs.scoped(STAGING_PREFIX) as staging:
-        progress = Progress(shard)
+        progress = score_progress.Progress(shard)
         run = batch.ShardRun(
             model,
             config,
@@ -259,50 +255,3 @@ def score(settings: Settings, params: Params, flags: dict[str, Any]) -> dict[str
     }
     log.info("scoring run finished", extra=summary)
     return summary
-
-
-class Progress:
-    """Counts and rate every PROGRESS_SECONDS as a log line; a bar too when stdout is a terminal."""
-
-    def __init__(self, shard: int) -> None:
-        self.shard = shard
-        self.started = time.monotonic()
-        self.last = self.started
-        self.bar: Any = None
-        if sys.stdout.isatty() and not os.environ.get("CI"):
-            from tqdm import tqdm
-
-            self.bar = tqdm(unit=" customers", desc=f"shard {shard}", file=sys.stderr)
-
-    def update(self, tally: Any) -> None:
-        now = time.monotonic()
-        if self.bar is not None:
-            self.bar.update(tally.read - self.bar.n)
-        if now - self.last >= PROGRESS_SECONDS:
-            self.last = now
-            log.info(
-                "scoring progress",
-                extra={
-                    "shard": self.shard,
-                    "read": tally.read,
-                    "scored": tally.scored,
-                    "rejected": tally.rejected,
-                    "rows_per_s": round(tally.read / max(now - self.started, 1e-9)),
-                },
-            )
-
-    def close(self, tally: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        seconds = time.monotonic() - self.started
-        log.info(
-            "scored",
-            extra={
-                "shard": self.shard,
-                "read": tally.read,
-                "scored": tally.scored,
-                "rejected": tally.rejected,
-                "seconds": round(seconds, 2),
-                "rows_per_s": round(tally.read / max(seconds, 1e-9)),
-            },
-        )

@@ -13,13 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,95 +25,19 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from churn import files, scoring
+from churn import scoring
 from churn.compiled import CompiledModel
 from churn.duplicates import FirstSeen
 from churn.errors import TooManyRejects
+from churn.prefetch import prefetch
 from churn.profile import ProfileCounter
 from churn.risk_table import QUARANTINE_SCHEMA, RISK_SCHEMA, constant
-from churn.schema import Schema
 from churn.validation import JsonDefault, ValidationResult, move_to_rejected, validate
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 pool = pa.default_memory_pool()
 KEY_SCHEMA = pa.schema([RISK_SCHEMA.field("customer_id"), RISK_SCHEMA.field("churn_probability")])
 DUPLICATE_ID = "duplicate_id"
-
-
-def file_chunks(path: Path, schema: Schema, chunk_rows: int) -> Iterator[pa.Table]:
-    """Active customers from a Parquet or CSV file (or a directory of them), streamed in chunks.
-
-    Every file must have the id and every feature column (checked once, up front); a file
-    without a status column is all active.
-    """
-    wanted = [schema.id_field, schema.status_field, *schema.feature_names]
-    few_valued = [schema.status_field, *(spec.name for spec in schema.categorical)]
-    for table in files.table_chunks(
-        path,
-        chunk_rows,
-        schema=schema,
-        columns=wanted,
-        dictionary=few_valued,
-        required=[schema.id_field, *schema.feature_names],
-        what="source",
-    ):
-        if schema.status_field in table.column_names:
-            table = table.filter(active_mask(table.column(schema.status_field), schema.active_status))
-        if table.num_rows:
-            yield table
-
-
-def active_mask(status: pa.ChunkedArray | pa.Array, active: str) -> pa.Array:
-    """Rows whose status is the active one in any case and without surrounding spaces
-    (`Active`, ` ACTIVE `): the same rule as MongoDB's query (adapters.mongo.active_query)."""
-    if isinstance(status, pa.ChunkedArray):
-        if pa.types.is_dictionary(status.type):
-            status = status.unify_dictionaries()
-        status = status.combine_chunks()
-    if pa.types.is_dictionary(status.type):
-        # Judge each distinct status once, then spread the verdict over the rows.
-        verdict = active_mask(status.dictionary, active)
-        return pc.fill_null(verdict.take(status.indices), False)
-    if not (pa.types.is_string(status.type) or pa.types.is_large_string(status.type)):
-        status = status.cast(pa.string())
-    folded = pc.utf8_lower(pc.utf8_trim_whitespace(status))
-    return pc.fill_null(pc.equal(folded, active.strip().lower()), False)
-
-
-def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Run a generator one step ahead in a thread: the next chunk is read and validated (Arrow
-    kernels, no GIL) while LightGBM scores this one. Errors surface in the consumer."""
-    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                slots.put(("item", item))
-            slots.put(("end", None))
-        except BaseException as err:  # handed to the consumer, which raises it
-            slots.put(("error", err))
-
-    worker = threading.Thread(target=produce, name="churn-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = slots.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.05)
 
 
 @dataclass(frozen=True)
@@ -179,7 +101,7 @@ class ShardRun:
             pa.OSFile(str(self.keys_path), "wb") as key_sink,
             ipc.new_file(key_sink, KEY_SCHEMA) as keys,
         ):
-            for result, offset in _prefetch(self._validated(chunks)):
+            for result, offset in prefetch(self._validated(chunks)):
                 scored = scoring.score(result.clean, self.model.compiled, self.config, self.run, self.reasons)
                 rows.write_table(scored.table)
                 keys.write_table(scored.table.select(list(KEY_SCHEMA.names)))

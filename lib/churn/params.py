@@ -23,11 +23,9 @@ from churn.config import (
     SplitConfig,
     ThresholdConfig,
     TuningConfig,
-    check_keys,
-    check_other_sections,
-    number,
 )
 from churn.errors import ConfigError
+from churn.param_checks import check_keys, check_other_sections, number
 from churn.schema import Schema
 
 __all__ = ["Params", "cast_like", "default_params_path", "load_params", "number"]

@@ -14,7 +14,7 @@ from churn.adapters.registry import PRODUCTION, STAGING, ModelRegistry
 from churn.adapters.registry_actions import RegistryActions
 from churn.params import Params
 from churn.settings import Settings
-from churn_jobs import clients, stages
+from churn_jobs import clients, promotion_stage, stages
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def run_pipeline(root: Path, settings: Settings, params: Params, table: pa.Table
             files.write_parquet(shuffled(files.read_table(path), shuffle), path)
     stages.train(settings, params, layout)
     stages.evaluate(settings, params, layout)
-    return stages.promote(settings, params, layout, apply)
+    return promotion_stage.promote(settings, params, layout, apply)
 
 
 @pytest.fixture
@@ -263,7 +263,7 @@ def test_without_apply_a_winner_is_registered_and_judged_but_production_does_not
     passed = [v for v in registry.versions() if v.version == better["version"]][0]
     assert passed.tags["verdict"] == "passed" and passed.tags["promotion.applied"] == "false"
 
-    again = stages.promote(settings, params, stages.Layout(tmp_path / "better"), apply=True)
+    again = promotion_stage.promote(settings, params, stages.Layout(tmp_path / "better"), apply=True)
 
     assert again["applied"] is True and again["version"] == better["version"]
     assert registry.version_for(PRODUCTION).version == better["version"]

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from churn import files, generator
-from churn.batch import file_chunks
+from churn.active_customers import file_chunks
 from churn.errors import ConfigError, InvalidInput, mapping_for
 from churn.params import load_params
 from churn.schema import Schema
