@@ -61,6 +61,12 @@ class _Snapshot:
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
+def _per_feature(name: str, documentation: str, values: dict[str, float]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, documentation, labels=["feature"])
+    for feature, value in values.items():
+        gauge.add_metric([feature], value)
+    return gauge
+
 
 def success_families(run: RunMetrics, now: float) -> list[Metric]:
     """Every metric of a successful run, as Prometheus metric families."""
@@ -114,22 +120,12 @@ def success_families(run: RunMetrics, now: float) -> list[Metric]:
             sum_value=run.score_sum,
         )
     )
-    psi = GaugeMetricFamily(
-        "churn_scoring_feature_psi",
-        "Population stability index of each feature against the training reference.",
-        labels=["feature"],
-    )
-    for feature, value in run.feature_psi.items():
-        psi.add_metric([feature], value)
-    families.append(psi)
-    unseen = GaugeMetricFamily(
-        "churn_scoring_unseen_category_share",
-        "Share of the rows read whose value of a category feature the model never learned (last run).",
-        labels=["feature"],
-    )
-    for feature, value in run.unseen_share.items():
-        unseen.add_metric([feature], value)
-    families.append(unseen)
+    families.append(_per_feature("churn_scoring_feature_psi",
+                                 "Population stability index of each feature against the training reference.",
+                                 run.feature_psi))
+    families.append(_per_feature("churn_scoring_unseen_category_share",
+                                 "Share of the rows read whose value of a category feature the model never learned "
+                                 "(last run).", run.unseen_share))
     if run.score_psi is not None:
         families.append(
             _gauge(
@@ -256,3 +252,4 @@ def describe(run: RunMetrics) -> dict[str, Any]:
         "duration_s": round(run.duration_seconds, 2),
         "bands": run.bands,
     }
+
