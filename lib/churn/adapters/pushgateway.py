@@ -61,6 +61,7 @@ class _Snapshot:
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
+
 def _per_feature(name: str, documentation: str, values: dict[str, float]) -> GaugeMetricFamily:
     gauge = GaugeMetricFamily(name, documentation, labels=["feature"])
     for feature, value in values.items():
