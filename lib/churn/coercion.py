@@ -125,6 +125,8 @@ def _check_category(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Arra
         unreadable = pc.fill_null(pc.equal(array, UNREADABLE), False)
         codes[_np(unreadable)] = WRONG_TYPE
         text = pc.if_else(unreadable, pa.scalar(None, pa.string()), array)
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        text = _number_text(array, codes)
     elif pa.types.is_null(kind):
         text = pa.nulls(n, pa.string())
     else:
@@ -180,12 +182,28 @@ def _check_category_dictionary(spec: FeatureSpec, array: pa.DictionaryArray, n: 
     return pa.DictionaryArray.from_arrays(indices, pa.array(spec.values, pa.string())), codes
 
 
+def _number_text(array: pa.Array, codes: np.ndarray) -> pa.Array:
+    """A category coded as numbers (an area code, a 0/1 flag) as the text CSV gives it: integers
+    in decimal, integral floats as their integer (pandas writes int columns with gaps as floats);
+    NaN is missing; any other float is wrong_type (marked in `codes`) and null here."""
+    if pa.types.is_integer(array.type):
+        return pc.cast(array, pa.string())
+    values = np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)  # null -> NaN
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(values) & (values == np.trunc(values)) & (np.abs(values) < 2.0**53)
+    codes[_np(array.is_valid()) & ~integral & ~np.isnan(values)] = WRONG_TYPE  # NaN: missing
+    as_int = pa.array(np.where(integral, values, 0).astype(np.int64), mask=~integral)
+    return pc.cast(as_int, pa.string())
+
+
 def _check_to_learn(spec: FeatureSpec, array: pa.Array, n: int) -> tuple[pa.Array, np.ndarray]:
     """A category whose values training has yet to learn: any text is a value (trimmed; a blank
     one is missing), dictionary-encoded. Training maps it to the learned values afterwards."""
     codes = np.zeros(n, dtype=np.int8)
     if pa.types.is_dictionary(array.type):
         array = array.cast(array.type.value_type)
+    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+        array = _number_text(array, codes)
     if pa.types.is_string(array.type):
         unreadable = pc.fill_null(pc.equal(array, UNREADABLE), False)
         codes[_np(unreadable)] = WRONG_TYPE

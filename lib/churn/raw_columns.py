@@ -160,10 +160,14 @@ def _as_text(value: Any, kind: str) -> str | None:
         except UnicodeEncodeError:  # lone surrogates from JSON: not text anyone meant
             return UNREADABLE
         return value
-    if isinstance(value, int) and kind in ("id", "number", "label"):
+    if isinstance(value, int) and kind in ("id", "number", "label", "category"):
         return str(value)
     if isinstance(value, float) and kind in ("number", "label"):
         return repr(value)
+    if isinstance(value, float) and kind == "category":
+        # A category coded as numbers (an area code, a 0/1 flag) reads as CSV gives it: an
+        # integral float is its integer's text (pandas writes int columns with gaps as floats).
+        return str(int(value)) if value.is_integer() else UNREADABLE
     if kind == "number" and (isinstance(value, decimal.Decimal) or hasattr(value, "to_decimal")):
         return _decimal_text(value)
     return UNREADABLE

@@ -79,7 +79,7 @@ def test_a_category_with_no_value_at_all_is_refused() -> None:
 
 
 def test_a_schema_still_to_learn_accepts_any_text_and_rejects_other_types() -> None:
-    result = validate([{"customer_id": "1", "plan": " Gold "}, {"customer_id": "2", "plan": 7},
+    result = validate([{"customer_id": "1", "plan": " Gold "}, {"customer_id": "2", "plan": 7.5},
                        {"customer_id": "3", "plan": None}], plan_schema())
     assert result.clean.column("plan").to_pylist() == ["Gold"]
     assert [json.loads(e)[0]["reason"] for e in result.rejected.column("errors").to_pylist()] == [
@@ -177,3 +177,15 @@ def test_a_model_saved_before_the_unknown_policy_keeps_rejecting_unseen_values(m
 
     assert {f.unknown for f in schema.categorical} == {"reject"}
     assert {f.unknown for f in model_format.load(model_dir).compiled.schema.categorical} == {"missing"}
+
+
+def test_a_category_coded_as_numbers_is_learned_as_its_text_from_any_source() -> None:
+    """An area code or a 0/1 flag arrives as text from CSV and as numbers from Parquet, MongoDB
+    or JSON: both read alike (integral floats as their integer, as pandas writes gaps)."""
+    as_numbers = pa.table({"customer_id": ["1", "2", "3", "4"], "plan": pa.array([408.0, 415.0, None, 408.0])})
+    from_records = validate([{"customer_id": "1", "plan": 408}, {"customer_id": "2", "plan": "415"},
+                             {"customer_id": "3", "plan": 408.0}], plan_schema(nullable=True))
+    from_table = validate(as_numbers, plan_schema(nullable=True))
+    assert from_records.clean.column("plan").to_pylist() == ["408", "415", "408"]
+    assert from_table.clean.column("plan").to_pylist() == ["408", "415", None, "408"]
+    assert from_table.rejected.num_rows == 0

@@ -228,7 +228,7 @@ def test_reasons_are_given_when_asked(client: FlaskClient, how: str) -> None:
 
 
 def test_an_invalid_record_is_400_naming_row_and_field(client: FlaskClient) -> None:
-    body = assert_json_error(post(client, [RECORD, {**RECORD, "payment_method": 7}]), 400, "invalid_record")
+    body = assert_json_error(post(client, [RECORD, {**RECORD, "payment_method": 7.5}]), 400, "invalid_record")
     assert (body["row"], body["field"], body["reason"]) == (1, "payment_method", "wrong_type")
 
 

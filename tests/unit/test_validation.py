@@ -169,7 +169,9 @@ CASES: list[tuple[str, Any, Any]] = [
     ("contract", None, "missing"),
     ("contract", " ", "missing"),
     ("payment_method", _ABSENT, "missing"),
-    ("contract", 1, "wrong_type"),
+    # a number is read as its text (categories coded as numbers: an area code, a 0/1 flag)
+    ("contract", 1, "unknown_category"),
+    ("contract", 2.5, "wrong_type"),
     ("contract", {"name": "One year"}, "wrong_type"),
     # booleans stand for Yes/No only where the category has Yes and No
     ("tech_support", True, (CLEAN, "Yes")),
@@ -671,3 +673,21 @@ def test_labels_written_with_a_trailing_period_read_as_true_and_false() -> None:
     result = validate(rows, SCHEMA, require_label=True)
     assert result.clean.column(SCHEMA.label_field).to_pylist() == [True, False, True]
     assert [p[0]["reason"] for p in errors_of(result).values()] == ["wrong_type"]
+
+
+def test_a_category_coded_as_numbers_reads_as_its_text_from_a_table_or_records() -> None:
+    schema = Schema.from_dict({"id_field": "id", "label_field": "y", "features": [
+        {"name": "area", "type": "category", "values": ["408", "415"], "unknown": "reject"}]})
+    table = pa.table({"id": ["a", "b", "c", "d"], "area": pa.array([408, 415, 510, 408]), "y": [1, 0, 1, 0]})
+    floats = pa.table({"id": ["a", "b", "c"], "area": pa.array([415.0, 408.5, float("nan")]), "y": [1, 0, 1]})
+    records = [{"id": "a", "area": 408, "y": 1}, {"id": "b", "area": 415.0, "y": 0}, {"id": "c", "area": "510", "y": 1}]
+
+    from_ints, from_floats = validate(table, schema, require_label=True), validate(floats, schema, require_label=True)
+    from_records = validate(records, schema, require_label=True)
+
+    assert from_ints.clean.column("area").to_pylist() == ["408", "415", "408"]
+    assert from_ints.rejected.column("reason").to_pylist() == ["unknown_category"]
+    assert from_floats.clean.column("area").to_pylist() == ["415"]
+    assert from_floats.rejected.column("reason").to_pylist() == ["wrong_type", "missing"]
+    assert from_records.clean.column("area").to_pylist() == ["408", "415"]
+    assert from_records.rejected.column("reason").to_pylist() == ["unknown_category"]
